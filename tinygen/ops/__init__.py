@@ -1,0 +1,19 @@
+"""Differentiable primitives, grouped by kind. Each is a Function with forward on raw
+arrays and backward written with these same ops (so gradients can be differentiated)."""
+from .elementwise import (abs, add, clip, cos, div, eq, exp, ge, gt, le, log, log1p, lt,
+                          maximum, minimum, mul, ne, neg, pow, sigmoid, sign, sin, sqrt,
+                          sub, tanh, where)
+from .linalg import matmul
+from .reduce import all, any, logsumexp, max, mean, min, sum, var
+from .shape import (astype, broadcast_to, cat, chunk, expand, flatten, flip, getitem,
+                    index_put, pad, reshape, split, squeeze, stack, sum_to, swapaxes,
+                    transpose, unsqueeze)
+
+__all__ = [
+    "abs", "add", "clip", "cos", "div", "eq", "exp", "ge", "gt", "le", "log", "log1p", "lt",
+    "maximum", "minimum", "mul", "ne", "neg", "pow", "sigmoid", "sign", "sin", "sqrt", "sub",
+    "tanh", "where", "matmul", "all", "any", "logsumexp", "max", "mean", "min", "sum", "var",
+    "astype", "broadcast_to", "cat", "chunk", "expand", "flatten", "flip", "getitem",
+    "index_put", "pad", "reshape", "split", "squeeze", "stack", "sum_to", "swapaxes",
+    "transpose", "unsqueeze",
+]

@@ -1,0 +1,423 @@
+"""Element-wise ops: arithmetic, the elementary functions, and comparisons.
+
+Binary ops broadcast like NumPy. Each backward returns the gradient at the broadcast
+(output) shape; the engine sums it back to each input's shape. For y = f(x) the
+backward is g * f'(x), written with tensor ops so it can be differentiated again:
+the second derivative then follows from differentiating f'(x) itself.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .. import backend
+from ..autograd import Function, Tensor, as_tensor
+
+
+def _binary(name, cls, a, b, **params):
+    """Apply a binary Function, turning Python numbers into tensors of the other's dtype."""
+    if not isinstance(a, Tensor):
+        if not isinstance(b, Tensor):
+            raise TypeError(f"{name}: at least one argument must be a Tensor")
+        a = as_tensor(a, like=b)
+    else:
+        b = as_tensor(b, like=a)
+    try:
+        return cls.apply(a, b, **params)
+    except ValueError as e:
+        try:
+            np.broadcast_shapes(a.shape, b.shape)
+        except ValueError:
+            raise ValueError(f"{name}: shapes {a.shape} and {b.shape} cannot be "
+                             "broadcast together") from None
+        raise e
+
+
+def _constant(array) -> Tensor:
+    """A tensor that is a constant of the graph (a mask, a sign): no gradient flows into it."""
+    return Tensor(array)
+
+
+# --------------------------------------------------------------------------- arithmetic
+
+class Add(Function):
+    def forward(self, a, b):
+        return a + b
+
+    def backward(self, g):
+        return g, g
+
+
+class Sub(Function):
+    def forward(self, a, b):
+        return a - b
+
+    def backward(self, g):
+        return g, -g
+
+
+class Mul(Function):
+    def forward(self, a, b):
+        return a * b
+
+    def backward(self, g):
+        a, b = self.inputs
+        return g * b, g * a
+
+
+class Div(Function):
+    def forward(self, a, b):
+        return a / b
+
+    def backward(self, g):
+        a, b = self.inputs
+        # d(a/b)/da = 1/b,  d(a/b)/db = -a/b^2
+        ga = g / b if self.needs_input_grad[0] else None
+        gb = -(g * a) / (b * b) if self.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Neg(Function):
+    def forward(self, a):
+        return -a
+
+    def backward(self, g):
+        return -g
+
+
+class PowScalar(Function):
+    """y = x^p for a constant exponent p."""
+
+    def forward(self, a, p):
+        self.p = p
+        return a ** p
+
+    def backward(self, g):
+        (a,) = self.inputs
+        if self.p == 0:
+            return None
+        return g * self.p * pow_scalar(a, self.p - 1)
+
+
+class Pow(Function):
+    """y = a^b with both a tensor; d/db needs log a, so a > 0 there."""
+
+    def forward(self, a, b):
+        return a ** b
+
+    def backward(self, g):
+        a, b = self.inputs
+        ga = g * b * (a ** (b - 1)) if self.needs_input_grad[0] else None
+        gb = g * self.output * log(a) if self.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Abs(Function):
+    def forward(self, a):
+        return backend.get_array_module(a).abs(a)
+
+    def backward(self, g):
+        (a,) = self.inputs
+        return g * sign(a)  # the kink at 0 gets the subgradient 0, as in NumPy's sign
+
+
+# --------------------------------------------------------------------------- elementary functions
+
+class Exp(Function):
+    def forward(self, a):
+        return backend.get_array_module(a).exp(a)
+
+    def backward(self, g):
+        return g * self.output  # (e^x)' = e^x
+
+
+class Log(Function):
+    def forward(self, a):
+        return backend.get_array_module(a).log(a)
+
+    def backward(self, g):
+        return g / self.inputs[0]
+
+
+class Log1p(Function):
+    def forward(self, a):
+        return backend.get_array_module(a).log1p(a)
+
+    def backward(self, g):
+        return g / (self.inputs[0] + 1)
+
+
+class Sqrt(Function):
+    def forward(self, a):
+        return backend.get_array_module(a).sqrt(a)
+
+    def backward(self, g):
+        return g / (self.output * 2)  # (sqrt x)' = 1 / (2 sqrt x)
+
+
+class Sin(Function):
+    def forward(self, a):
+        return backend.get_array_module(a).sin(a)
+
+    def backward(self, g):
+        return g * cos(self.inputs[0])
+
+
+class Cos(Function):
+    def forward(self, a):
+        return backend.get_array_module(a).cos(a)
+
+    def backward(self, g):
+        return -(g * sin(self.inputs[0]))
+
+
+class Tanh(Function):
+    def forward(self, a):
+        return backend.get_array_module(a).tanh(a)
+
+    def backward(self, g):
+        y = self.output
+        return g * (1 - y * y)  # tanh' = 1 - tanh^2
+
+
+class Sigmoid(Function):
+    def forward(self, a):
+        xp = backend.get_array_module(a)
+        # sigma(x) = exp(-log(1 + e^{-x})): logaddexp never overflows, for any sign of x.
+        return xp.exp(-xp.logaddexp(0, -a)).astype(a.dtype, copy=False)
+
+    def backward(self, g):
+        y = self.output
+        return g * y * (1 - y)  # sigma' = sigma (1 - sigma)
+
+
+# --------------------------------------------------------------------------- piecewise
+
+class Maximum(Function):
+    def forward(self, a, b):
+        xp = backend.get_array_module(a)
+        out = xp.maximum(a, b)
+        # Where a == b the two share the gradient equally: this is also what a central
+        # difference measures there, and it keeps max(a, b) + min(a, b) = a + b exact.
+        self.wa = ((a > b) + 0.5 * (a == b)).astype(out.dtype, copy=False)
+        return out
+
+    def backward(self, g):
+        wa = _constant(self.wa)
+        return g * wa, g * (1 - wa)
+
+
+class Minimum(Function):
+    def forward(self, a, b):
+        xp = backend.get_array_module(a)
+        out = xp.minimum(a, b)
+        self.wa = ((a < b) + 0.5 * (a == b)).astype(out.dtype, copy=False)
+        return out
+
+    def backward(self, g):
+        wa = _constant(self.wa)
+        return g * wa, g * (1 - wa)
+
+
+class Where(Function):
+    """where(cond, a, b): a where cond holds, else b. cond is not differentiable."""
+
+    def forward(self, a, b, cond):
+        self.cond = cond
+        return backend.get_array_module(a).where(cond, a, b)
+
+    def backward(self, g):
+        cond = _constant(self.cond)
+        return where(cond, g, 0.0), where(cond, 0.0, g)
+
+
+class Clip(Function):
+    def forward(self, a, lo, hi):
+        xp = backend.get_array_module(a)
+        inside = xp.ones(a.shape, dtype=bool)
+        if lo is not None:
+            inside &= a >= lo
+        if hi is not None:
+            inside &= a <= hi
+        self.inside = inside.astype(a.dtype)
+        return xp.clip(a, lo, hi)
+
+    def backward(self, g):
+        return g * _constant(self.inside)
+
+
+# --------------------------------------------------------------------------- public functions
+
+def add(a, b):
+    """a + b, broadcasting."""
+    return _binary("add", Add, a, b)
+
+
+def sub(a, b):
+    """a - b, broadcasting."""
+    return _binary("sub", Sub, a, b)
+
+
+def mul(a, b):
+    """a * b, element-wise, broadcasting."""
+    return _binary("mul", Mul, a, b)
+
+
+def div(a, b):
+    """a / b, element-wise, broadcasting."""
+    return _binary("div", Div, a, b)
+
+
+def neg(x):
+    """-x."""
+    return Neg.apply(as_tensor(x))
+
+
+def pow_scalar(x, p):
+    return PowScalar.apply(x, p=p)
+
+
+def pow(a, b):
+    """a ** b. A number as exponent gives x^p (any real x for integer p); a tensor
+    exponent needs a > 0 where the gradient with respect to b is wanted."""
+    if isinstance(a, Tensor) and isinstance(b, numbers.Number) and not isinstance(b, bool):
+        return pow_scalar(a, b)
+    return _binary("pow", Pow, a, b)
+
+
+def abs(x):
+    """|x|; its gradient at 0 is taken as 0."""
+    return Abs.apply(as_tensor(x))
+
+
+def sign(x):
+    """The sign of x (-1, 0 or 1), a constant of the graph: its derivative is 0 a.e."""
+    x = as_tensor(x)
+    return Tensor(backend.get_array_module(x).sign(x.data))
+
+
+def exp(x):
+    """e^x."""
+    return Exp.apply(as_tensor(x))
+
+
+def log(x):
+    """The natural logarithm, for x > 0."""
+    return Log.apply(as_tensor(x))
+
+
+def log1p(x):
+    """log(1 + x), accurate for small x; x > -1."""
+    return Log1p.apply(as_tensor(x))
+
+
+def sqrt(x):
+    """The square root, for x >= 0 (x > 0 for a finite gradient)."""
+    return Sqrt.apply(as_tensor(x))
+
+
+def sin(x):
+    return Sin.apply(as_tensor(x))
+
+
+def cos(x):
+    return Cos.apply(as_tensor(x))
+
+
+def tanh(x):
+    return Tanh.apply(as_tensor(x))
+
+
+def sigmoid(x):
+    """The logistic function 1 / (1 + e^{-x}), computed without overflow."""
+    return Sigmoid.apply(as_tensor(x))
+
+
+def maximum(a, b):
+    """The element-wise maximum; at ties each input gets half the gradient."""
+    return _binary("maximum", Maximum, a, b)
+
+
+def minimum(a, b):
+    """The element-wise minimum; at ties each input gets half the gradient."""
+    return _binary("minimum", Minimum, a, b)
+
+
+def where(cond, a, b):
+    """Elements of a where cond is true, else of b, broadcasting all three.
+
+    cond is a boolean Tensor or array (not differentiated); a and b may be numbers.
+    """
+    cond = cond.data if isinstance(cond, Tensor) else cond
+    if isinstance(a, Tensor) or isinstance(b, Tensor):
+        like = a if isinstance(a, Tensor) else b
+        xp = backend.get_array_module(like)
+        cond = xp.asarray(cond)
+        if cond.dtype != np.bool_:
+            raise TypeError(f"where: cond must be boolean, got dtype {cond.dtype}")
+        a, b = as_tensor(a, like=like), as_tensor(b, like=like)
+        try:
+            return Where.apply(a, b, cond=cond)
+        except ValueError:
+            raise ValueError(f"where: shapes {cond.shape}, {a.shape} and {b.shape} cannot "
+                             "be broadcast together") from None
+    raise TypeError("where: a or b must be a Tensor")
+
+
+def clip(x, min=None, max=None):
+    """x limited to [min, max] (either may be None). The gradient is 1 inside the
+    closed interval and 0 outside."""
+    if min is None and max is None:
+        raise ValueError("clip: give at least one of min and max")
+    return Clip.apply(as_tensor(x), lo=min, hi=max)
+
+
+# --------------------------------------------------------------------------- comparisons
+
+def _compare(name, op, a, b):
+    if not isinstance(a, Tensor):
+        a = as_tensor(a, like=b)
+    b = as_tensor(b, like=a)
+    if a.device != b.device:
+        raise RuntimeError(f"{name}: inputs are on different devices, '{a.device}' and "
+                           f"'{b.device}'")
+    try:
+        return Tensor(op(a.data, b.data))
+    except ValueError:
+        raise ValueError(f"{name}: shapes {a.shape} and {b.shape} cannot be broadcast "
+                         "together") from None
+
+
+def lt(a, b):
+    """a < b as a boolean tensor (not differentiable)."""
+    return _compare("lt", lambda x, y: x < y, a, b)
+
+
+def le(a, b):
+    """a <= b as a boolean tensor (not differentiable)."""
+    return _compare("le", lambda x, y: x <= y, a, b)
+
+
+def gt(a, b):
+    """a > b as a boolean tensor (not differentiable)."""
+    return _compare("gt", lambda x, y: x > y, a, b)
+
+
+def ge(a, b):
+    """a >= b as a boolean tensor (not differentiable)."""
+    return _compare("ge", lambda x, y: x >= y, a, b)
+
+
+def eq(a, b):
+    """a == b as a boolean tensor (not differentiable)."""
+    if not isinstance(b, (Tensor, numbers.Number)) and not hasattr(b, "dtype"):
+        return NotImplemented
+    return _compare("eq", lambda x, y: x == y, a, b)
+
+
+def ne(a, b):
+    """a != b as a boolean tensor (not differentiable)."""
+    if not isinstance(b, (Tensor, numbers.Number)) and not hasattr(b, "dtype"):
+        return NotImplemented
+    return _compare("ne", lambda x, y: x != y, a, b)

@@ -1,0 +1,48 @@
+"""The matrix product, where nearly all of a network's arithmetic happens.
+
+For C = A B (each possibly a batch of matrices, broadcasting over the batch axes),
+
+    dL/dA = (dL/dC) B^T,        dL/dB = A^T (dL/dC),
+
+with ^T swapping the last two axes. When a batch axis was broadcast, the engine sums
+these back to the input's shape.
+"""
+from __future__ import annotations
+
+from ..autograd import Function, as_tensor
+from .shape import squeeze, unsqueeze
+
+
+class MatMul(Function):
+    def forward(self, a, b):
+        return a @ b
+
+    def backward(self, g):
+        a, b = self.inputs
+        ga = g @ b.mT if self.needs_input_grad[0] else None
+        gb = a.mT @ g if self.needs_input_grad[1] else None
+        return ga, gb
+
+
+def matmul(a, b):
+    """The matrix product a @ b.
+
+    Shapes: (..., n, k) @ (..., k, m) -> (..., m) with the batch axes broadcast. A 1-D
+    argument is a vector: (k,) @ (k, m) -> (m,) and (n, k) @ (k,) -> (n,).
+    """
+    a, b = as_tensor(a), as_tensor(b)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"matmul: needs at least 1-D inputs, got shapes {a.shape} and {b.shape}")
+    if a.ndim == 1:
+        return squeeze(matmul(unsqueeze(a, 0), b), -2)
+    if b.ndim == 1:
+        return squeeze(matmul(a, unsqueeze(b, -1)), -1)
+    if a.shape[-1] != b.shape[-2]:
+        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} are not aligned: "
+                         f"{a.shape[-1]} (last axis of the first) != {b.shape[-2]} "
+                         "(second-to-last axis of the second)")
+    try:
+        return MatMul.apply(a, b)
+    except ValueError:
+        raise ValueError(f"matmul: the batch axes of shapes {a.shape} and {b.shape} cannot "
+                         "be broadcast together") from None
