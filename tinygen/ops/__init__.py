@@ -3,7 +3,10 @@ arrays and backward written with these same ops (so gradients can be differentia
 from .elementwise import (abs, add, clip, cos, div, eq, exp, ge, gt, le, log, log1p, lt,
                           maximum, minimum, mul, ne, neg, pow, sigmoid, sign, sin, sqrt,
                           sub, tanh, where)
+from .activation import elu, leaky_relu, relu, silu, softplus
+from .conv import avg_pool2d, conv2d, conv_transpose2d, fold, max_pool2d, unfold
 from .linalg import matmul
+from .normalization import standardize
 from .reduce import all, any, logsumexp, max, mean, min, sum, var
 from .shape import (astype, broadcast_to, cat, chunk, expand, flatten, flip, getitem,
                     index_put, pad, reshape, split, squeeze, stack, sum_to, swapaxes,
@@ -16,4 +19,7 @@ __all__ = [
     "astype", "broadcast_to", "cat", "chunk", "expand", "flatten", "flip", "getitem",
     "index_put", "pad", "reshape", "split", "squeeze", "stack", "sum_to", "swapaxes",
     "transpose", "unsqueeze",
+    "elu", "leaky_relu", "relu", "silu", "softplus",
+    "avg_pool2d", "conv2d", "conv_transpose2d", "fold", "max_pool2d", "unfold",
+    "standardize",
 ]

@@ -1,0 +1,226 @@
+"""Convolution as a matrix product: im2col (``unfold``), its adjoint col2im (``fold``),
+and the convolutions and pooling built from them.
+
+A 2-D convolution with weight W of shape (O, C, kh, kw) computes
+
+    y[n, o, i, j] = sum_{c, p, q} W[o, c, p, q] x_pad[n, c, i*s_h + p*d_h, j*s_w + q*d_w].
+
+``unfold`` gathers, for every output position (n, i, j), the C*kh*kw input values it
+reads, as the columns of one matrix X_col of shape (C*kh*kw, N*Ho*Wo). The convolution
+is then a single matrix product, y = W_mat X_col with W_mat = W reshaped to
+(O, C*kh*kw), and the matrix product's backward gives both gradients as matrix products:
+
+    dL/dW_mat = (dL/dy) X_col^T,       dL/dX_col = W_mat^T (dL/dy).
+
+``fold`` is the adjoint of ``unfold``: it adds every column entry back onto the input
+position it was read from, so dL/dx = fold(dL/dX_col). That is exactly a transposed
+convolution, and ``conv_transpose2d`` is fold(W_mat^T x). Because unfold and fold are
+each other's backward, every gradient here is differentiable again (a gradient penalty
+through a convolutional critic works).
+
+unfold reads the input through a strided view (no copy) and copies it once into the
+column matrix. fold loops over the kh*kw kernel offsets, adding one strided slice at a
+time: kh*kw vectorised additions, never an element-wise scatter.
+
+Layout: the column tensor is (C, kh, kw, N, Ho, Wo), so that reshaping it to
+(C*kh*kw, N*Ho*Wo) is free and the whole batch is one matrix product.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import backend
+from ..autograd import Function, as_tensor
+from .reduce import max as _max, mean as _mean
+from .shape import reshape, transpose
+from .linalg import matmul
+
+
+def _pair(v, name):
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(f"{name} must be an int or a pair, got {v!r}")
+        return int(v[0]), int(v[1])
+    return int(v), int(v)
+
+
+def conv_output_size(size, kernel, stride, padding, dilation):
+    """floor((size + 2 padding - dilation (kernel - 1) - 1) / stride) + 1."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def _as_strided(xp, a, shape, strides):
+    if xp is np:
+        return np.lib.stride_tricks.as_strided(a, shape, strides, writeable=False)
+    return xp.lib.stride_tricks.as_strided(a, shape, strides)
+
+
+class Unfold(Function):
+    """x (N, C, H, W) -> columns (C, kh, kw, N, Ho, Wo); column [c, p, q, n, i, j] is
+    x_pad[n, c, i*s_h + p*d_h, j*s_w + q*d_w], with x padded by ``pad_value``."""
+
+    def forward(self, x, kernel_size, stride, padding, dilation, pad_value):
+        xp = backend.get_array_module(x)
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
+        self.geometry = kernel_size, stride, padding, dilation
+        N, C, H, W = x.shape
+        Ho = conv_output_size(H, kh, sh, ph, dh)
+        Wo = conv_output_size(W, kw, sw, pw, dw)
+        if ph or pw:
+            x = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=pad_value)
+        sN, sC, sH, sW = x.strides
+        windows = _as_strided(xp, x, (C, kh, kw, N, Ho, Wo),
+                              (sC, sH * dh, sW * dw, sN, sH * sh, sW * sw))
+        return xp.ascontiguousarray(windows)  # the one copy
+
+    def backward(self, g):
+        return fold(g, self.inputs[0].shape[2:], *self.geometry)
+
+
+class Fold(Function):
+    """columns (C, kh, kw, N, Ho, Wo) -> x (N, C, H, W): the adjoint of Unfold, adding
+    each column entry onto the input position it came from (padding is cut off)."""
+
+    def forward(self, cols, output_size, kernel_size, stride, padding, dilation):
+        xp = backend.get_array_module(cols)
+        (H, W), (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (output_size, kernel_size, stride,
+                                                          padding, dilation)
+        self.geometry = kernel_size, stride, padding, dilation
+        C, _, _, N, Ho, Wo = cols.shape
+        # Accumulate in (C, N, H, W) order, the order of the columns, so each addition
+        # walks both operands contiguously; transpose to NCHW once at the end.
+        out = xp.zeros((C, N, H + 2 * ph, W + 2 * pw), dtype=cols.dtype)
+        for p in range(kh):
+            for q in range(kw):
+                rows = slice(p * dh, p * dh + sh * (Ho - 1) + 1, sh)
+                columns = slice(q * dw, q * dw + sw * (Wo - 1) + 1, sw)
+                out[:, :, rows, columns] += cols[:, p, q]
+        out = out[:, :, ph:ph + H, pw:pw + W]
+        return xp.ascontiguousarray(out.transpose(1, 0, 2, 3))
+
+    def backward(self, g):
+        kernel_size, stride, padding, dilation = self.geometry
+        return unfold(g, kernel_size, stride, padding, dilation)
+
+
+def unfold(x, kernel_size, stride=1, padding=0, dilation=1, pad_value=0.0):
+    """Columns (C, kh, kw, N, Ho, Wo) of the windows of x (N, C, H, W); see Unfold."""
+    x = as_tensor(x)
+    if x.ndim != 4:
+        raise ValueError(f"unfold: expected input (N, C, H, W), got shape {x.shape}")
+    k, s = _pair(kernel_size, "kernel_size"), _pair(stride, "stride")
+    p, d = _pair(padding, "padding"), _pair(dilation, "dilation")
+    H, W = x.shape[2:]
+    Ho, Wo = (conv_output_size(H, k[0], s[0], p[0], d[0]),
+              conv_output_size(W, k[1], s[1], p[1], d[1]))
+    if min(k + s + d) < 1 or min(p) < 0:
+        raise ValueError(f"unfold: kernel_size {k}, stride {s} and dilation {d} must be "
+                         f"positive and padding {p} non-negative")
+    if Ho < 1 or Wo < 1:
+        raise ValueError(f"the input of spatial size {(H, W)} (padding {p}) is smaller than "
+                         f"the kernel {k} with dilation {d}: the output would be {(Ho, Wo)}")
+    return Unfold.apply(x, kernel_size=k, stride=s, padding=p, dilation=d, pad_value=pad_value)
+
+
+def fold(cols, output_size, kernel_size, stride=1, padding=0, dilation=1):
+    """The adjoint of unfold: columns (C, kh, kw, N, Ho, Wo) summed back into
+    (N, C, H, W) with (H, W) = output_size."""
+    cols = as_tensor(cols)
+    return Fold.apply(cols, output_size=tuple(int(v) for v in output_size),
+                      kernel_size=_pair(kernel_size, "kernel_size"),
+                      stride=_pair(stride, "stride"), padding=_pair(padding, "padding"),
+                      dilation=_pair(dilation, "dilation"))
+
+
+# --------------------------------------------------------------------------- convolutions
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D cross-correlation, as torch.nn.functional.conv2d.
+
+    x: (N, C, H, W); weight: (O, C / groups, kh, kw); bias: (O,) or None
+    -> (N, O, Ho, Wo) with Ho = floor((H + 2 padding - dilation (kh - 1) - 1) / stride) + 1.
+    With groups G, the channels split into G groups convolved separately.
+    """
+    x, weight = as_tensor(x), as_tensor(weight)
+    if x.ndim != 4 or weight.ndim != 4:
+        raise ValueError(f"conv2d: expected input (N, C, H, W) and weight (O, C/groups, kh, "
+                         f"kw), got shapes {x.shape} and {weight.shape}")
+    N, C = x.shape[:2]
+    O, Cg, kh, kw = weight.shape
+    G = int(groups)
+    if G < 1 or C % G or O % G or Cg * G != C:
+        raise ValueError(f"conv2d: input with {C} channels and weight of shape {weight.shape} "
+                         f"do not fit groups={groups} (need C = groups * weight.shape[1] and "
+                         f"O divisible by groups)")
+    cols = unfold(x, (kh, kw), stride, padding, dilation)          # (C, kh, kw, N, Ho, Wo)
+    Ho, Wo = cols.shape[4:]
+    X = reshape(cols, (G, Cg * kh * kw, N * Ho * Wo))              # free: cols is contiguous
+    Wm = reshape(weight, (G, O // G, Cg * kh * kw))
+    y = matmul(Wm, X)                                               # (G, O/G, N*Ho*Wo)
+    y = transpose(reshape(y, (O, N, Ho, Wo)), (1, 0, 2, 3))         # (N, O, Ho, Wo)
+    if bias is not None:
+        y = y + reshape(as_tensor(bias), (1, O, 1, 1))
+    return y
+
+
+def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1):
+    """The transposed convolution (the input-gradient of conv2d), as
+    torch.nn.functional.conv_transpose2d.
+
+    x: (N, C_in, H, W); weight: (C_in, C_out / groups, kh, kw); bias: (C_out,) or None
+    -> (N, C_out, Ho, Wo), Ho = (H - 1) stride - 2 padding + dilation (kh - 1)
+    + output_padding + 1.
+    """
+    x, weight = as_tensor(x), as_tensor(weight)
+    if x.ndim != 4 or weight.ndim != 4:
+        raise ValueError(f"conv_transpose2d: expected input (N, C_in, H, W) and weight "
+                         f"(C_in, C_out/groups, kh, kw), got {x.shape} and {weight.shape}")
+    N, Cin, H, W = x.shape
+    _, Cog, kh, kw = weight.shape
+    G = int(groups)
+    if G < 1 or Cin % G or weight.shape[0] != Cin:
+        raise ValueError(f"conv_transpose2d: input with {Cin} channels and weight of shape "
+                         f"{weight.shape} do not fit groups={groups}")
+    s, p = _pair(stride, "stride"), _pair(padding, "padding")
+    d, op = _pair(dilation, "dilation"), _pair(output_padding, "output_padding")
+    if any(o >= max(si, di) or o < 0 for o, si, di in zip(op, s, d)):
+        raise ValueError(f"conv_transpose2d: output_padding {op} must be smaller than stride "
+                         f"{s} or dilation {d}")
+    Ho = (H - 1) * s[0] - 2 * p[0] + d[0] * (kh - 1) + op[0] + 1
+    Wo = (W - 1) * s[1] - 2 * p[1] + d[1] * (kw - 1) + op[1] + 1
+    if Ho < 1 or Wo < 1:
+        raise ValueError(f"conv_transpose2d: the output size {(Ho, Wo)} is not positive")
+    Xm = reshape(transpose(x, (1, 0, 2, 3)), (G, Cin // G, N * H * W))
+    Wm = reshape(weight, (G, Cin // G, Cog * kh * kw)).mT        # (G, Cout/G*kh*kw, Cin/G)
+    cols = matmul(Wm, Xm)                                          # (G, Cout/G*kh*kw, N*H*W)
+    cols = reshape(cols, (Cog * G, kh, kw, N, H, W))
+    y = fold(cols, (Ho, Wo), (kh, kw), s, p, d)
+    if bias is not None:
+        y = y + reshape(as_tensor(bias), (1, Cog * G, 1, 1))
+    return y
+
+
+# --------------------------------------------------------------------------- pooling
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
+    """The maximum over each window. x: (N, C, H, W) -> (N, C, Ho, Wo); stride defaults
+    to kernel_size. Padding counts as -inf. Tied maxima share the gradient."""
+    x = as_tensor(x)
+    k = _pair(kernel_size, "kernel_size")
+    s = k if stride is None else _pair(stride, "stride")
+    p = _pair(padding, "padding")
+    if p[0] * 2 > k[0] or p[1] * 2 > k[1]:
+        raise ValueError(f"max_pool2d: padding {p} must be at most half the kernel size {k}")
+    cols = unfold(x, k, s, p, dilation, pad_value=-np.inf)
+    return transpose(_max(cols, axis=(1, 2)), (1, 0, 2, 3))
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0):
+    """The mean over each window (zero padding counted, as PyTorch's default).
+    x: (N, C, H, W) -> (N, C, Ho, Wo); stride defaults to kernel_size."""
+    x = as_tensor(x)
+    k = _pair(kernel_size, "kernel_size")
+    s = k if stride is None else _pair(stride, "stride")
+    cols = unfold(x, k, s, padding, 1)
+    return transpose(_mean(cols, axis=(1, 2)), (1, 0, 2, 3))
