@@ -11,6 +11,7 @@ from hypothesis.extra import numpy as hnp
 
 import tinygen as tg
 from conftest import DEVICES
+from conv_reference import conv_geometry
 from opcheck import (MAX_SIDE, OpSpec, arrays, binary, broadcast_pair, check_op, floats, grid,
                      nonempty_shapes, shapes, unary)
 
@@ -161,6 +162,46 @@ def _index_with(x, index, on):
     return tg.getitem(x, index)
 
 
+@st.composite
+def conv_case(draw, transposed=False, bias=True):
+    g = draw(conv_geometry(transposed=transposed, max_size=5))
+    cin, cout = g["Cg"] * g["groups"], g["Og"] * g["groups"]
+    x = draw(arrays((g["N"], cin) + g["size"], floats()))
+    w = draw(arrays((cin, g["Og"]) + g["kernel"] if transposed else
+                    (cout, g["Cg"]) + g["kernel"], floats()))
+    params = {k: g[k] for k in ("stride", "padding", "dilation", "groups")}
+    if transposed:
+        params["output_padding"] = g["output_padding"]
+    ins = [x, w] + ([draw(arrays((cout,), floats()))] if bias else [])
+    return ins, params
+
+
+@st.composite
+def unfold_case(draw, adjoint=False):
+    """Inputs of unfold (an image), or of fold (columns of the matching shape)."""
+    g = draw(conv_geometry(max_size=5))
+    geometry = {k: g[k] for k in ("stride", "padding", "dilation")}
+    C = g["Cg"]
+    if not adjoint:
+        return [draw(arrays((g["N"], C) + g["size"], floats()))], {"kernel_size": g["kernel"],
+                                                                  **geometry}
+    Ho, Wo = (((n + 2 * p - d * (k - 1) - 1) // s + 1) for n, k, s, p, d in
+              zip(g["size"], g["kernel"], g["stride"], g["padding"], g["dilation"]))
+    cols = draw(arrays((C,) + g["kernel"] + (g["N"], Ho, Wo), floats()))
+    return [cols], {"output_size": g["size"], "kernel_size": g["kernel"], **geometry}
+
+
+@st.composite
+def pool_case(draw, distinct=False):
+    k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = (draw(st.integers(0, k[0] // 2)), draw(st.integers(0, k[1] // 2)))
+    size = (draw(st.integers(k[0], 5)), draw(st.integers(k[1], 5)))
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 2))) + size
+    x = draw(arrays(shape, grid(-8, 8) if distinct else floats(), unique=distinct))
+    return [x], {"kernel_size": k, "stride": stride, "padding": padding}
+
+
 # --------------------------------------------------------------------------- the table
 
 positive = floats(0.1, 5.0)
@@ -250,6 +291,31 @@ SPECS = [
             {"chunks": st.integers(1, 5)}))),
     OpSpec("pad", lambda a, pad_width, value: tg.pad(a, pad_width, value), pad_case()),
     OpSpec("flip", lambda a, axis: a.flip(axis), unary(params=flip_params)),
+    # activations (away from the kink at 0, where the derivative jumps)
+    OpSpec("relu", tg.relu, unary(floats(avoid=(0.0,)))),
+    OpSpec("leaky_relu", lambda a, slope: tg.leaky_relu(a, slope), unary(
+        floats(avoid=(0.0,)), params=lambda s: st.fixed_dictionaries(
+            {"slope": st.sampled_from([0.01, 0.2])}))),
+    OpSpec("softplus", lambda a, beta: tg.softplus(a, beta), unary(
+        floats(-10, 10), params=lambda s: st.fixed_dictionaries(
+            {"beta": st.sampled_from([1.0, 2.0])}))),
+    OpSpec("silu", tg.silu, unary(floats(-8, 8))),
+    OpSpec("elu", lambda a, alpha: tg.elu(a, alpha), unary(
+        floats(avoid=(0.0,)), params=lambda s: st.fixed_dictionaries(
+            {"alpha": st.sampled_from([1.0, 0.5])}))),
+    OpSpec("standardize", lambda a, axis, keepdims, eps: tg.standardize(a, axis, eps), unary(
+        params=lambda s: axis_params(s).flatmap(lambda p: st.fixed_dictionaries(
+            {"axis": st.just(p["axis"]), "keepdims": st.just(False),
+             "eps": st.sampled_from([1e-5, 0.1])})))),
+    # convolution and pooling (max pool: distinct values, see max above)
+    OpSpec("unfold", lambda a, **g: tg.unfold(a, **g), unfold_case()),
+    OpSpec("fold", lambda c, **g: tg.fold(c, **g), unfold_case(adjoint=True)),
+    OpSpec("conv2d", lambda x, w, b, **g: tg.conv2d(x, w, b, **g), conv_case()),
+    OpSpec("conv2d_nobias", lambda x, w, **g: tg.conv2d(x, w, None, **g), conv_case(bias=False)),
+    OpSpec("conv_transpose2d", lambda x, w, b, **g: tg.conv_transpose2d(x, w, b, **g),
+           conv_case(transposed=True)),
+    OpSpec("max_pool2d", lambda x, **g: tg.max_pool2d(x, **g), pool_case(distinct=True)),
+    OpSpec("avg_pool2d", lambda x, **g: tg.avg_pool2d(x, **g), pool_case()),
     # A float64 -> float32 -> float64 round trip is a step function at float32's
     # resolution (~1e-7 relative), so its difference quotient needs a step far above it.
     OpSpec("astype", lambda a: a.astype(np.float32).astype(np.float64) * 3.0, unary(),
