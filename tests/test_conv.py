@@ -95,3 +95,13 @@ def test_geometry_errors_are_clear():
         F.conv2d(tg.zeros(3, 4, 4), tg.zeros(2, 3, 3, 3))
     with pytest.raises(ValueError, match="output_padding"):
         F.conv_transpose2d(x, tg.zeros(3, 2, 3, 3), stride=2, output_padding=2)
+
+
+def test_transposed_convolution_with_output_padding_beyond_the_stride():
+    """output_padding may reach the dilation when it exceeds the stride; the extra
+    output positions then lie outside every window (found by hypothesis)."""
+    x = tg.tensor(np.array([[[[1.0, 2.0]]]]), requires_grad=True)
+    w = tg.tensor(np.array([[[[3.0]]]]), requires_grad=True)
+    f = lambda x, w: F.conv_transpose2d(x, w, dilation=(1, 2), output_padding=(0, 1))  # noqa: E731
+    np.testing.assert_array_equal(f(x, w).numpy(), [[[[3.0, 6.0, 0.0]]]])
+    assert tg.gradcheck(f, [x, w]) and tg.gradgradcheck(f, [x, w])

@@ -587,11 +587,11 @@ def tensor(data, requires_grad: bool = False, dtype=None, device: str = "cpu") -
     xp = backend.array_module(device)
     if isinstance(data, Tensor):
         data = data.data
-    if dtype is not None:
-        arr = xp.array(backend.to_device(data, device) if device == "cuda" else data,
-                       dtype=np.dtype(dtype))
-    elif hasattr(data, "dtype") and hasattr(data, "shape"):  # an array of either module
-        arr = backend.to_device(data, device).copy()
+    if hasattr(data, "dtype") and hasattr(data, "shape"):  # an array of either module
+        arr = backend.to_device(data, device)
+        arr = arr.astype(np.dtype(dtype)) if dtype is not None else arr.copy()
+    elif dtype is not None:
+        arr = xp.array(backend.to_device(np.array(data), device), dtype=np.dtype(dtype))
     else:
         arr = np.array(data)
         if arr.dtype == np.float64:
@@ -615,8 +615,6 @@ def as_tensor(x, like: Tensor | None = None) -> Tensor:
             dtype = like.dtype
             if isinstance(x, float) and not _is_float(dtype):
                 dtype = np.float32
-            elif isinstance(x, bool) and dtype != np.bool_:
-                dtype = like.dtype
             return Tensor(xp.asarray(x, dtype=dtype))
         return Tensor(xp.asarray(x))
     if isinstance(x, numbers.Number) and not isinstance(x, np.generic):

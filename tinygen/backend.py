@@ -74,8 +74,11 @@ def check_device(device) -> str:
 
 
 def is_cupy_array(x) -> bool:
-    cp = _cupy  # only an already-imported cupy can have made this array
-    return cp is not None and isinstance(x, cp.ndarray)
+    if _cupy is None:
+        # The user may have imported CuPy without tinygen: recognise its arrays by module.
+        if not type(x).__module__.startswith("cupy") or _import_cupy() is None:
+            return False
+    return isinstance(x, _cupy.ndarray)
 
 
 def device_of(array) -> str:

@@ -41,7 +41,10 @@ def _generator(device: str):
 
 
 def get_rng_state() -> dict:
-    """The CPU generator's state, to store in a checkpoint."""
+    """The CPU generator's state, to store in a checkpoint.
+
+    CuPy's generator cannot report its state; after ``set_rng_state`` it restarts from
+    the seed, so a resumed run is reproducible on the CPU, not bit for bit on the GPU."""
     return {"seed": _seed, "numpy": _np_rng.bit_generator.state}
 
 

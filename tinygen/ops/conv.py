@@ -100,7 +100,13 @@ class Fold(Function):
 
     def backward(self, g):
         kernel_size, stride, padding, dilation = self.geometry
-        return unfold(g, kernel_size, stride, padding, dilation)
+        cols = unfold(g, kernel_size, stride, padding, dilation)
+        # With output_padding >= stride (allowed when dilation > stride) the output has
+        # room for windows the columns never held; they lie at the end and get no share.
+        Ho, Wo = self.inputs[0].shape[4:]
+        if cols.shape[4:] != (Ho, Wo):
+            cols = cols[:, :, :, :, :Ho, :Wo]
+        return cols
 
 
 def unfold(x, kernel_size, stride=1, padding=0, dilation=1, pad_value=0.0):
