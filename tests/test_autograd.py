@@ -53,7 +53,8 @@ def test_properties_and_conversions(device):
 
 def test_python_numbers_keep_float32():
     x = tg.tensor([1.0, 2.0])
-    for y in (x * 2.0, 2.0 * x, x + 1, x / 3.0, 1.0 - x, x ** 2, 2.0 ** x):
+    for y in (x * 2.0, 2.0 * x, x + 1, x / 3.0, 1.0 - x, x ** 2, 2.0 ** x,
+              x * np.log(2.0), np.float64(3.0) - x):
         assert y.dtype == np.float32
 
 

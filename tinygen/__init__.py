@@ -22,3 +22,6 @@ from .random import get_rng_state, manual_seed, rand, randint, randn, set_rng_st
 
 float32 = "float32"
 float64 = "float64"
+from .serialization import load, save
+
+from . import distributions, nn, optim  # noqa: E402  (subpackages, after the core names)

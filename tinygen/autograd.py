@@ -611,9 +611,11 @@ def as_tensor(x, like: Tensor | None = None) -> Tensor:
         return x
     if like is not None:
         xp = backend.get_array_module(like)
-        if isinstance(x, numbers.Number) and not isinstance(x, np.generic):
+        if isinstance(x, (numbers.Number, np.generic)) and not isinstance(x, (bool, np.bool_)):
+            # A number (Python's or a NumPy scalar such as np.log(2)) takes the tensor's
+            # dtype, as in PyTorch: a float32 tensor stays float32.
             dtype = like.dtype
-            if isinstance(x, float) and not _is_float(dtype):
+            if np.issubdtype(np.asarray(x).dtype, np.floating) and not _is_float(dtype):
                 dtype = np.float32
             return Tensor(xp.asarray(x, dtype=dtype))
         return Tensor(xp.asarray(x))

@@ -1,0 +1,76 @@
+"""Timing the workloads and printing the comparison table."""
+import platform
+import statistics
+import time
+
+import numpy as np
+
+from .workloads import WORKLOADS
+
+
+def _synchronizer(framework, device):
+    if device != "cuda":
+        return lambda: None
+    if framework == "torch":
+        import torch
+        return torch.cuda.synchronize
+    import cupy
+    return cupy.cuda.Device().synchronize
+
+
+def median_step_time(step, sync, repeat, warmup):
+    """The median wall time of one step, in seconds, after ``warmup`` untimed steps."""
+    for _ in range(warmup):
+        step()
+    sync()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _torch(threads):
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    return torch
+
+
+def run_table(args):
+    import tinygen as tg
+    names = args.names or list(WORKLOADS)
+    unknown = [n for n in names if n not in WORKLOADS]
+    if unknown:
+        print(f"unknown workload(s) {unknown}; choose from {list(WORKLOADS)}")
+        return 2
+    torch = None if args.no_torch else _torch(args.threads)
+    tg.manual_seed(0)
+    print(f"tinygen {tg.__version__}, numpy {np.__version__}"
+          + (f", torch {torch.__version__}" if torch else ", torch not installed")
+          + f" | {platform.machine()}, {args.threads} threads, device {args.device}"
+          + f" | median of {args.repeat} steps")
+    print(f"{'workload':<12}{'tinygen ms':>12}{'torch ms':>12}{'ratio':>8}")
+    results = {}
+    for name in names:
+        module = WORKLOADS[name]
+        t_tg = median_step_time(module.tinygen_step(args.device), _synchronizer("tinygen", args.device),
+                                args.repeat, args.warmup)
+        t_torch = None
+        if torch is not None:
+            t_torch = median_step_time(module.torch_step(args.device),
+                                       _synchronizer("torch", args.device), args.repeat, args.warmup)
+        results[name] = (t_tg, t_torch)
+        ratio = f"{t_tg / t_torch:8.2f}" if t_torch else f"{'-':>8}"
+        torch_ms = f"{t_torch * 1e3:12.1f}" if t_torch else f"{'-':>12}"
+        print(f"{name:<12}{t_tg * 1e3:12.1f}{torch_ms}{ratio}", flush=True)
+    if args.engine:
+        from . import engine
+        for k, v in engine.run().items():
+            print(f"{k:<36} {v:10.2f}")
+    return 0
