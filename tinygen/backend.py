@@ -10,6 +10,9 @@ CuPy is optional. It is imported lazily, the first time CUDA is asked about, so 
 """
 from __future__ import annotations
 
+import os
+import sys
+
 import numpy as np
 
 DEVICES = ("cpu", "cuda")
@@ -117,3 +120,29 @@ def to_device(array, device: str):
 def to_numpy(array) -> np.ndarray:
     """A NumPy array with the values of ``array`` (copied from the GPU if needed)."""
     return array.get() if is_cupy_array(array) else np.asarray(array)
+
+
+def _keep_freed_memory_for_reuse() -> bool:
+    """Ask glibc to keep freed memory for reuse instead of returning large blocks to
+    the kernel.
+
+    A training step allocates and frees the same large arrays (im2col columns,
+    activations) every time. By default glibc serves blocks above 32 MB straight from
+    the kernel with mmap and gives them back on free, so every step pays for the
+    kernel to zero-fill fresh pages on first touch: as much time as the work done on
+    the array. Raising the mmap and trim thresholds makes those blocks come from the
+    reused heap instead. Linux with glibc only; set TINYGEN_KEEP_MALLOC=1 to opt out.
+    """
+    if not sys.platform.startswith("linux") or os.environ.get("TINYGEN_KEEP_MALLOC"):
+        return False
+    try:
+        import ctypes
+        libc = ctypes.CDLL("libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)
+                    and libc.mallopt(M_TRIM_THRESHOLD, (1 << 31) - 1))
+    except (OSError, AttributeError):  # not glibc (e.g. musl): leave the allocator alone
+        return False
+
+
+ALLOCATOR_TUNED = _keep_freed_memory_for_reuse()

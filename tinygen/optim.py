@@ -60,7 +60,9 @@ import math
 import numbers
 from collections import defaultdict
 
-from . import backend
+import numpy as np
+
+from . import backend, parallel
 from .autograd import Tensor, enable_grad
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm_", "LRScheduler",
@@ -390,6 +392,7 @@ class Adam(Optimizer):
     def step(self, closure=None):
         """One Adam (or AdamW) update of every parameter with a gradient."""
         loss = _call_closure(closure)
+        work = []  # (arguments of _adam_update, slice) for every block of every parameter
         for group in self.param_groups:
             lr, eps, wd = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
             beta1, beta2 = float(group["betas"][0]), float(group["betas"][1])
@@ -401,38 +404,57 @@ class Adam(Optimizer):
                     state["step"] = 0
                     state["exp_avg"] = xp.zeros_like(theta)
                     state["exp_avg_sq"] = xp.zeros_like(theta)
-                m, v = state["exp_avg"], state["exp_avg_sq"]
                 state["step"] += 1
                 t = state["step"]
+                # The bias corrections, folded into two scalars (no pass over the arrays):
+                # lr hat m / (sqrt(hat v) + eps) = step_size m / (sqrt(v) + eps_hat) with
+                # step_size = lr sqrt(1 - beta2^t) / (1 - beta1^t), eps_hat = eps sqrt(1 - beta2^t).
+                root_bias2 = math.sqrt(1.0 - beta2 ** t)
+                scalars = (beta1, beta2, lr * root_bias2 / (1.0 - beta1 ** t), eps * root_bias2,
+                           wd, lr, self._decoupled)
+                arrays = (theta, g, state["exp_avg"], state["exp_avg_sq"])
+                theta_m_v = (theta, state["exp_avg"], state["exp_avg_sq"])
+                if xp is np and all(a.flags.c_contiguous for a in theta_m_v):
+                    # On the CPU: cache-sized blocks, spread over the cores (tinygen.parallel).
+                    flat = tuple(a.reshape(-1) for a in arrays)  # views (g may be copied)
+                    work += [(flat, scalars, block) for block in parallel.blocks(theta.size)]
+                else:  # CuPy (one kernel per operation already fills the GPU), or odd layouts
+                    _adam_update(*arrays, *scalars)
 
-                if wd != 0:
-                    if self._decoupled:
-                        theta *= 1.0 - lr * wd     # AdamW: theta <- theta - lr lambda theta
-                    else:
-                        decayed = theta * wd       # Adam: g_t <- g_t + lambda theta, in a new
-                        decayed += g               # array (the gradient is never written to)
-                        g = decayed
+        def update_block(item):
+            flat, scalars, block = item
+            _adam_update(*(a[block] for a in flat), *scalars)
 
-                buf = xp.multiply(g, 1.0 - beta1)  # the one scratch array of this step
-                m *= beta1
-                m += buf                           # m_t = beta1 m_{t-1} + (1 - beta1) g_t
-                xp.multiply(g, g, out=buf)
-                buf *= 1.0 - beta2
-                v *= beta2
-                v += buf                           # v_t = beta2 v_{t-1} + (1 - beta2) g_t^2
-
-                bias1 = 1.0 - beta1 ** t
-                bias2 = 1.0 - beta2 ** t
-                # theta_t = theta_{t-1} - lr hat m_t / (sqrt(hat v_t) + eps), with the
-                # corrections applied to scalars rather than to whole arrays:
-                # sqrt(hat v_t) = sqrt(v_t) / sqrt(1 - beta2^t), hat m_t = m_t / (1 - beta1^t).
-                xp.sqrt(v, out=buf)
-                buf /= math.sqrt(bias2)
-                buf += eps                         # sqrt(hat v_t) + eps
-                xp.divide(m, buf, out=buf)
-                buf *= lr / bias1                  # lr hat m_t / (sqrt(hat v_t) + eps)
-                theta -= buf
+        parallel.parallel_map(update_block, work)
         return loss
+
+
+def _adam_update(theta, g, m, v, beta1, beta2, step_size, eps_hat, wd, lr, decoupled):
+    """One Adam step, in place, on matching arrays: whole parameters or one block of each.
+
+    m <- beta1 m + (1 - beta1) g;  v <- beta2 v + (1 - beta2) g^2;
+    theta <- theta - step_size m / (sqrt(v) + eps_hat);  weight decay first, if any.
+    """
+    xp = backend.get_array_module(theta)
+    if wd != 0:
+        if decoupled:
+            theta *= 1.0 - lr * wd           # AdamW: theta <- theta - lr lambda theta
+        else:
+            decayed = theta * wd             # Adam: g <- g + lambda theta, in a new array
+            decayed += g                     # (the gradient itself is never written to)
+            g = decayed
+    buf = xp.multiply(g, 1.0 - beta1)        # the one scratch array
+    m *= beta1
+    m += buf                                 # m_t = beta1 m_{t-1} + (1 - beta1) g_t
+    xp.multiply(g, g, out=buf)
+    buf *= 1.0 - beta2
+    v *= beta2
+    v += buf                                 # v_t = beta2 v_{t-1} + (1 - beta2) g_t^2
+    xp.sqrt(v, out=buf)
+    buf += eps_hat
+    xp.divide(m, buf, out=buf)
+    buf *= step_size
+    theta -= buf                             # theta_t = theta_{t-1} - step_size m / (sqrt v + eps_hat)
 
 
 class AdamW(Adam):

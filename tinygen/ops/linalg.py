@@ -15,13 +15,30 @@ from .shape import squeeze, unsqueeze
 
 class MatMul(Function):
     def forward(self, a, b):
+        if a.shape[-1] == 1:
+            # An outer product (inner dimension 1, e.g. the backward of a 1-channel
+            # convolution): BLAS is many times slower at this than a broadcast multiply.
+            return a * b
         return a @ b
 
     def backward(self, g):
         a, b = self.inputs
-        ga = g @ b.mT if self.needs_input_grad[0] else None
-        gb = a.mT @ g if self.needs_input_grad[1] else None
+        ga = gb = None
+        # Each gradient is computed in its input's memory layout: for an input that is a
+        # transposed view (as W^T in x @ W^T, how Linear uses its weight), the transposed
+        # product (X^T)^T is formed, which costs the same, so that once the transpose is
+        # undone the gradient is contiguous again (and an optimizer can stream through it).
+        if self.needs_input_grad[0]:
+            ga = (b @ g.mT).mT if _is_transposed(a.data) else g @ b.mT
+        if self.needs_input_grad[1]:
+            gb = (g.mT @ a).mT if _is_transposed(b.data) else a.mT @ g
         return ga, gb
+
+
+def _is_transposed(x) -> bool:
+    """Whether x is laid out as the transpose of a C-contiguous array (last two axes)."""
+    return (x.ndim >= 2 and not x.flags.c_contiguous and x.shape[-1] > 1 and x.shape[-2] > 1
+            and x.strides[-2] == x.itemsize and x.strides[-1] == x.shape[-2] * x.itemsize)
 
 
 def matmul(a, b):
