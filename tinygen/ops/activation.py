@@ -29,11 +29,17 @@ class LeakyReLU(Function):
 
     def forward(self, a, negative_slope):
         xp = backend.get_array_module(a)
-        self.slope = xp.where(a > 0, 1, negative_slope).astype(a.dtype)
-        return a * self.slope
+        self.positive, self.negative_slope = a > 0, negative_slope
+        # max(x, a x) for a <= 1 (min for a > 1): the SIMD maximum is many times faster
+        # than a masked where over data of random sign
+        extreme = xp.maximum if negative_slope <= 1 else xp.minimum
+        return extreme(a, a * negative_slope)
 
     def backward(self, g):
-        return g * Tensor(self.slope)
+        # the local slope, 1 where x > 0 else a, as (x > 0) (1 - a) + a
+        slope = self.positive * (1.0 - self.negative_slope)
+        slope += self.negative_slope
+        return g * Tensor(slope.astype(g.dtype, copy=False))
 
 
 class Softplus(Function):
@@ -85,7 +91,10 @@ class ELU(Function):
         xp = backend.get_array_module(a)
         self.alpha = alpha
         self.positive = a > 0
-        return xp.where(self.positive, a, alpha * xp.expm1(xp.minimum(a, 0))).astype(a.dtype)
+        # max(x, 0) + alpha (e^{min(x, 0)} - 1): each term vanishes on the other side of 0
+        out = alpha * xp.expm1(xp.minimum(a, 0))
+        out += xp.maximum(a, 0)
+        return out
 
     def backward(self, g):
         positive = Tensor(self.positive)

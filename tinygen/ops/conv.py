@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import backend
+from .. import backend, parallel
 from ..autograd import Function, as_tensor
 from .reduce import max as _max, mean as _mean
 from .shape import reshape, transpose
@@ -71,7 +71,11 @@ class Unfold(Function):
         sN, sC, sH, sW = x.strides
         windows = _as_strided(xp, x, (C, kh, kw, N, Ho, Wo),
                               (sC, sH * dh, sW * dw, sN, sH * sh, sW * sw))
-        return xp.ascontiguousarray(windows)  # the one copy
+        if xp is not np:
+            return xp.ascontiguousarray(windows)  # the one copy
+        cols = np.empty(windows.shape, dtype=x.dtype)  # the one copy, channels on all cores
+        _by_channel(lambda c: np.copyto(cols[c], windows[c]), C)
+        return cols
 
     def backward(self, g):
         return fold(g, self.inputs[0].shape[2:], *self.geometry)
@@ -90,13 +94,21 @@ class Fold(Function):
         # Accumulate in (C, N, H, W) order, the order of the columns, so each addition
         # walks both operands contiguously; transpose to NCHW once at the end.
         out = xp.zeros((C, N, H + 2 * ph, W + 2 * pw), dtype=cols.dtype)
-        for p in range(kh):
-            for q in range(kw):
-                rows = slice(p * dh, p * dh + sh * (Ho - 1) + 1, sh)
-                columns = slice(q * dw, q * dw + sw * (Wo - 1) + 1, sw)
-                out[:, :, rows, columns] += cols[:, p, q]
-        out = out[:, :, ph:ph + H, pw:pw + W]
-        return xp.ascontiguousarray(out.transpose(1, 0, 2, 3))
+        result = xp.empty((N, C, H, W), dtype=cols.dtype)
+
+        def fold_channels(c):  # channels are independent: a range of them per core
+            for p in range(kh):
+                for q in range(kw):
+                    rows = slice(p * dh, p * dh + sh * (Ho - 1) + 1, sh)
+                    columns = slice(q * dw, q * dw + sw * (Wo - 1) + 1, sw)
+                    out[c, :, rows, columns] += cols[c, p, q]
+            result[:, c] = out[c, :, ph:ph + H, pw:pw + W].transpose(1, 0, 2, 3)
+
+        if xp is np:
+            _by_channel(fold_channels, C)
+        else:
+            fold_channels(slice(None))
+        return result
 
     def backward(self, g):
         kernel_size, stride, padding, dilation = self.geometry
@@ -107,6 +119,12 @@ class Fold(Function):
         if cols.shape[4:] != (Ho, Wo):
             cols = cols[:, :, :, :, :Ho, :Wo]
         return cols
+
+
+def _by_channel(fn, C):
+    """fn(channel slice) for a few contiguous ranges of the C channels, on all cores."""
+    parts = min(C, parallel.num_threads())
+    parallel.parallel_map(fn, [slice(i * C // parts, (i + 1) * C // parts) for i in range(parts)])
 
 
 def unfold(x, kernel_size, stride=1, padding=0, dilation=1, pad_value=0.0):
