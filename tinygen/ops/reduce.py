@@ -88,7 +88,8 @@ class LogSumExp(Function):
         xp = backend.get_array_module(a)
         m = xp.max(a, axis=axes, keepdims=True)
         m = xp.where(xp.isfinite(m), m, 0)  # all -inf stays -inf below, not nan
-        out = xp.log(xp.sum(xp.exp(a - m), axis=axes, keepdims=True)) + m
+        with np.errstate(divide="ignore"):  # log 0 = -inf is the right value there
+            out = xp.log(xp.sum(xp.exp(a - m), axis=axes, keepdims=True)) + m
         self.axes = axes
         return out if keepdims else out.reshape([n for i, n in enumerate(out.shape)
                                                  if i not in axes])
@@ -96,7 +97,12 @@ class LogSumExp(Function):
     def backward(self, g):
         x = self.inputs[0]
         keep = _keepdims_shape(x.shape, self.axes)
-        softmax = (x - reshape(self.output, keep)).exp()
+        out = reshape(self.output, keep)
+        finite = backend.get_array_module(x).isfinite(out.data)
+        if not finite.all():  # a row of only -inf has weights exp(-inf) = 0, not nan
+            from .elementwise import where
+            out = where(finite, out, 0.0)
+        softmax = (x - out).exp()
         return _spread(g, x.shape, self.axes) * softmax
 
 
