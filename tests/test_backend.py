@@ -111,3 +111,12 @@ def test_rng_state_round_trip():
     a = tg.randn(4).numpy()
     tg.set_rng_state(state)
     np.testing.assert_array_equal(tg.randn(4).numpy(), a)
+
+
+def test_independent_generators():
+    a = tg.generator(7).standard_normal(3)
+    np.testing.assert_array_equal(a, tg.generator(7).standard_normal(3))
+    tg.manual_seed(1)
+    b = tg.generator().standard_normal(3)
+    tg.manual_seed(1)
+    np.testing.assert_array_equal(b, tg.generator().standard_normal(3))

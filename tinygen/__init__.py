@@ -18,7 +18,8 @@ from .ops import (abs, add, all, any, astype, broadcast_to, cat, chunk, clip, co
                   sum, sum_to, swapaxes, tanh, transpose, unsqueeze, var, where)
 from .ops import (avg_pool2d, conv2d, conv_transpose2d, elu, fold, leaky_relu, max_pool2d,
                   relu, silu, softplus, standardize, unfold)
-from .random import get_rng_state, manual_seed, rand, randint, randn, set_rng_state
+from .random import (generator, get_rng_state, manual_seed, rand, randint, randn,
+                     set_rng_state)
 
 float32 = "float32"
 float64 = "float64"

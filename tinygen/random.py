@@ -40,6 +40,16 @@ def _generator(device: str):
     return _cp_rng
 
 
+def generator(seed=None) -> np.random.Generator:
+    """An independent NumPy generator for one purpose (a data loader's shuffling, a
+    dataset's noise), so that its draws do not shift the global stream. With a seed
+    it is reproducible on its own; without one it is seeded from the global generator,
+    which manual_seed controls."""
+    if seed is None:
+        seed = int(_np_rng.integers(0, 2 ** 63 - 1))
+    return np.random.default_rng(int(seed))
+
+
 def get_rng_state() -> dict:
     """The CPU generator's state, to store in a checkpoint.
 
