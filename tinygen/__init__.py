@@ -25,4 +25,4 @@ float32 = "float32"
 float64 = "float64"
 from .serialization import load, save
 
-from . import distributions, nn, optim  # noqa: E402  (subpackages, after the core names)
+from . import data, distributions, metrics, nn, optim  # noqa: E402  (after the core names)

@@ -1,13 +1,17 @@
 """The ``tinygen`` command.
 
-    tinygen info        versions, and whether CUDA is usable
-    tinygen --version
+    tinygen list                                   models and datasets
+    tinygen train MODEL --dataset D [options]      train (rerun on the same --out resumes)
+    tinygen sample RUN_DIR [--n 64] [--out F]      draw samples into an image grid
+    tinygen eval RUN_DIR                           metrics, also written to RUN_DIR/metrics.json
+    tinygen info                                   versions and devices
 
-Training, sampling and evaluation commands arrive with the model families.
+``tinygen train MODEL --help`` lists the model's own options.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 
@@ -16,7 +20,157 @@ import numpy as np
 from . import __version__, backend
 
 
-def _info(args) -> int:
+class UsageError(Exception):
+    """A mistake in the command line: printed as one line, exit status 2."""
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_model_options(parser, defaults: dict) -> None:
+    for key, value in defaults.items():
+        if key in ("epochs", "steps", "batch_size", "lr"):
+            continue  # the common options, added once for every model
+        if isinstance(value, bool):
+            parser.add_argument(_option(key), dest=key, action=argparse.BooleanOptionalAction,
+                                default=None)
+        else:
+            parser.add_argument(_option(key), dest=key, type=type(value), default=None,
+                                help=f"default {value}")
+
+
+def _train_parser(model_cls) -> argparse.ArgumentParser:
+    from .data import DATASETS
+    datasets = model_cls.datasets or DATASETS
+    d = model_cls.defaults
+    p = argparse.ArgumentParser(prog=f"tinygen train {model_cls.name}",
+                                description=model_cls.description or model_cls.__doc__)
+    p.add_argument("--dataset", default=datasets[0],
+                   help=f"one of {', '.join(datasets)} (default {datasets[0]})")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--epochs", type=float, default=None,
+                        help=f"passes over the data (default {d.get('epochs', 1)})")
+    budget.add_argument("--steps", type=int, default=None, help="number of updates instead")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=None,
+                   help=f"default {d.get('batch_size')}")
+    p.add_argument("--lr", type=float, default=None, help=f"default {d.get('lr')}")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="run folder (default runs/MODEL-DATASET)")
+    p.add_argument("--data-root", dest="data_root", default=None,
+                   help="data folder (default: $TINYGEN_DATA, else the cache folder)")
+    p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, default=500)
+    _add_model_options(p, d)
+    return p
+
+
+def _train(argv) -> int:
+    from .models import MODELS
+    from .train import CHECKPOINT, fit, read_config
+    if not argv or argv[0].startswith("-"):
+        raise UsageError(f"which model? known models: {', '.join(sorted(MODELS))}")
+    name, rest = argv[0], argv[1:]
+    if name not in MODELS:
+        raise UsageError(f"unknown model '{name}'; known models: {', '.join(sorted(MODELS))}")
+    cls = MODELS[name]
+    args = _train_parser(cls).parse_args(rest)
+    datasets = cls.datasets
+    if datasets and args.dataset not in datasets:
+        raise UsageError(f"unknown dataset '{args.dataset}' for {name}; known: "
+                         f"{', '.join(datasets)}")
+    try:
+        device = backend.check_device(args.device)
+    except (RuntimeError, ValueError) as e:
+        raise UsageError(str(e)) from None
+    out = args.out or os.path.join("runs", f"{name}-{args.dataset}")
+    given = {k: v for k, v in vars(args).items() if v is not None}
+    config = {**cls.defaults, "model": name, **given, "device": device}
+    if os.path.isfile(os.path.join(out, CHECKPOINT)):
+        saved = read_config(out)
+        if saved.get("model") != name:
+            raise UsageError(f"{out} holds a run of '{saved.get('model')}', not '{name}'; "
+                             "choose another --out")
+        # resume with the saved settings; only the budget and the device may change
+        config = {**saved, "device": device}
+        print(f"resuming {out}")
+    steps = args.steps if args.steps is not None else config.get("steps")
+    epochs = None if steps is not None else (args.epochs or config.get("epochs", 1))
+    experiment = cls(config)
+    result = fit(experiment, out, steps=steps, epochs=epochs,
+                 checkpoint_every=config.get("checkpoint_every", 500))
+    if result["interrupted"]:
+        return 130
+    print(f"trained {name} on {config['dataset']} for {result['step']} steps; run folder {out}")
+    return 0
+
+
+def _load_run(run_dir, device):
+    from .models import MODELS
+    from .train import load_experiment, read_config
+    try:
+        config = read_config(run_dir)
+    except FileNotFoundError as e:
+        raise UsageError(str(e)) from None
+    if config.get("model") not in MODELS:
+        raise UsageError(f"{run_dir} was made by unknown model '{config.get('model')}'")
+    try:
+        return load_experiment(run_dir, MODELS, device)
+    except FileNotFoundError as e:
+        raise UsageError(str(e)) from None
+
+
+def _sample(argv) -> int:
+    p = argparse.ArgumentParser(prog="tinygen sample")
+    p.add_argument("run_dir")
+    p.add_argument("--n", type=int, default=64)
+    p.add_argument("--out", default=None, help="image file (default RUN_DIR/samples.png)")
+    p.add_argument("--device", default=None)
+    args = p.parse_args(argv)
+    experiment = _load_run(args.run_dir, args.device)
+    try:
+        images = experiment.sample(args.n)
+    except NotImplementedError as e:
+        raise UsageError(str(e)) from None
+    from .plot import save_image_grid
+    path = save_image_grid(images, args.out or os.path.join(args.run_dir, "samples.png"),
+                           nrow=int(np.ceil(np.sqrt(args.n))))
+    print(f"wrote {path}")
+    return 0
+
+
+def _eval(argv) -> int:
+    from .train import write_json
+    p = argparse.ArgumentParser(prog="tinygen eval")
+    p.add_argument("run_dir")
+    p.add_argument("--device", default=None)
+    args = p.parse_args(argv)
+    experiment = _load_run(args.run_dir, args.device)
+    try:
+        metrics = experiment.evaluate()
+    except NotImplementedError as e:
+        raise UsageError(str(e)) from None
+    path = os.path.join(args.run_dir, "metrics.json")
+    write_json(path, metrics)
+    for k, v in metrics.items():
+        print(f"{k:<24} {v:.6g}" if isinstance(v, float) else f"{k:<24} {v}")
+    print(f"wrote {path}")
+    return 0
+
+
+def _list(argv) -> int:
+    from .data import DATASETS, TOY_DATASETS
+    from .models import MODELS
+    print("models:")
+    for name, cls in sorted(MODELS.items()):
+        print(f"  {name:<14} {cls.description}  (datasets: {', '.join(cls.datasets)})")
+    print("datasets:")
+    print(f"  images: {', '.join(DATASETS)}")
+    print(f"  toy 2-D: {', '.join(TOY_DATASETS)}")
+    return 0
+
+
+def _info(argv) -> int:
     print(f"tinygen {__version__}")
     print(f"python  {platform.python_version()} ({sys.executable})")
     print(f"numpy   {np.__version__}")
@@ -29,17 +183,30 @@ def _info(args) -> int:
     return 0
 
 
+COMMANDS = {"train": _train, "sample": _sample, "eval": _eval, "list": _list, "info": _info}
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="tinygen", description="Deep generative models from scratch.")
-    parser.add_argument("--version", action="version", version=f"tinygen {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("info", help="show versions and available devices").set_defaults(func=_info)
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        print(f"tinygen {__version__}")
+        return 0
+    command = COMMANDS.get(argv[0])
+    if command is None:
+        print(f"tinygen: unknown command '{argv[0]}'; commands: {', '.join(COMMANDS)}",
+              file=sys.stderr)
         return 2
-    return args.func(args)
+    try:
+        return command(argv[1:])
+    except UsageError as e:
+        print(f"tinygen {argv[0]}: {e}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError) as e:  # e.g. the data is missing
+        print(f"tinygen {argv[0]}: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
