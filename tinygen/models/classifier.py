@@ -17,7 +17,9 @@ import os
 import numpy as np
 
 from .. import data, nn, no_grad, optim, tensor
+from ..metrics import frechet_distance, gaussian_statistics
 from ..nn import functional as F
+from ..random import generator
 from ..serialization import load, save
 from ..train import Experiment
 from . import register
@@ -114,10 +116,16 @@ class Classifier(Experiment):
         return self.net(tensor(x, device=self.config["device"])).numpy()
 
     def evaluate(self):
-        images, labels = data.load_dataset(self.config["dataset"], "test",
-                                           self.config.get("data_root"))
-        predictions = self.predict(images)
-        return {"test_accuracy": float((predictions == labels).mean())}
+        """Test accuracy, and the two reference points of FID with these features: the
+        floor, FID(10,000 training images, test set), what a perfect model would score,
+        and the ceiling, FID(uniform noise, test set)."""
+        root = self.config.get("data_root")
+        images, labels = data.load_dataset(self.config["dataset"], "test", root)
+        train_images, _ = data.load_dataset(self.config["dataset"], "train", root)
+        noise = generator(0).random((10_000, 28, 28), dtype=np.float32)
+        return {"test_accuracy": float((self.predict(images) == labels).mean()),
+                "fid_train_vs_test": fid(train_images[:10_000], self.config["dataset"], self),
+                "fid_noise_vs_test": fid(noise, self.config["dataset"], self)}
 
 
 def _batches(images, batch_size):
@@ -152,3 +160,34 @@ def trained_classifier(dataset: str, device: str = "cpu", data_root=None,
             checkpoint_every=10 ** 9)
     save(clf.net.state_dict(), path)
     return clf
+
+
+# --------------------------------------------------------------------------- measuring samples
+
+_test_statistics = {}  # (dataset, id of the classifier) -> (mu, cov) of the test features
+
+
+def fid(samples, dataset: str = "mnist", classifier: Classifier | None = None,
+        device: str = "cpu", data_root=None) -> float:
+    """FID with LeNet features: the Frechet distance between Gaussians fitted to the
+    classifier's 128-d features of ``samples`` and of the dataset's 10,000 test images,
+
+        ||mu_s - mu_t||^2 + tr(C_s + C_t - 2 (C_s C_t)^{1/2}).
+
+    0 for identical feature statistics; lower is better. Use several thousand samples:
+    the estimate is biased upwards for few. ``classifier`` defaults to the cached one.
+    """
+    clf = classifier or trained_classifier(dataset, device, data_root)
+    key = (dataset, id(clf))
+    if key not in _test_statistics:
+        test_images, _ = data.load_dataset(dataset, "test", data_root)
+        _test_statistics[key] = gaussian_statistics(clf.features(test_images))
+    mu_s, cov_s = gaussian_statistics(clf.features(samples))
+    return frechet_distance(mu_s, cov_s, *_test_statistics[key])
+
+
+def class_accuracy(samples, labels, dataset: str = "mnist",
+                   classifier: Classifier | None = None, device: str = "cpu") -> float:
+    """How often the classifier sees the requested class in class-conditional samples."""
+    clf = classifier or trained_classifier(dataset, device)
+    return float((clf.predict(samples) == np.asarray(labels)).mean())

@@ -1,0 +1,83 @@
+"""The LeNet classifier that measures samples: shapes, input handling, learning, FID."""
+import os
+
+import numpy as np
+import pytest
+
+import tinygen as tg
+from tinygen import data
+from tinygen.models.classifier import (Classifier, LeNet, class_accuracy, fid,
+                                       images_to_input)
+from tinygen.train import fit
+
+needs_mnist = pytest.mark.skipif(not os.environ.get("TINYGEN_DATA"),
+                                 reason="needs MNIST: set TINYGEN_DATA to the data folder")
+
+
+def test_lenet_shapes():
+    net = LeNet()
+    x = tg.randn(3, 1, 28, 28)
+    assert net(x).shape == (3, 10) and net.features(x).shape == (3, 128)
+    assert sum(p.size for p in net.parameters()) == (32 * 25 + 32) + (64 * 32 * 25 + 64) \
+        + (3136 * 128 + 128) + (128 * 10 + 10)
+
+
+def test_images_to_input_accepts_the_usual_forms():
+    u8 = np.full((2, 28, 28), 255, np.uint8)
+    np.testing.assert_allclose(images_to_input(u8), np.ones((2, 1, 28, 28)))
+    pm1 = -np.ones((2, 1, 28, 28), np.float32)          # a model's samples in [-1, 1]
+    np.testing.assert_allclose(images_to_input(pm1), np.zeros((2, 1, 28, 28)))
+    assert images_to_input(tg.rand(2, 28, 28)).shape == (2, 1, 28, 28)
+    with pytest.raises(ValueError, match="28x28"):
+        images_to_input(np.zeros((2, 3, 32, 32), np.float32))
+
+
+class SmallClassifier(Classifier):
+    """The classifier trained on the first 4000 training images only (fast)."""
+
+    def train_loader(self):
+        images, labels = data.load_mnist("train")
+        return data.DataLoader(images_to_input(images[:4000]), labels[:4000],
+                               batch_size=64, shuffle=True, seed=0)
+
+
+@pytest.fixture(scope="module")
+def small_classifier(tmp_path_factory):
+    config = {**Classifier.defaults, "model": "classifier", "dataset": "mnist",
+              "device": "cpu", "seed": 0}
+    clf = SmallClassifier(config)
+    fit(clf, str(tmp_path_factory.mktemp("clf")), steps=150, progress=False)
+    return clf
+
+
+@needs_mnist
+def test_the_classifier_learns(small_classifier):
+    images, labels = data.load_mnist("test")
+    accuracy = (small_classifier.predict(images[:2000]) == labels[:2000]).mean()
+    assert accuracy > 0.93, accuracy   # 150 steps on 4000 images; chance is 0.1
+    assert class_accuracy(images[:500], labels[:500], classifier=small_classifier) > 0.93
+
+
+@needs_mnist
+def test_fid_orders_what_it_measures(small_classifier):
+    test_images, _ = data.load_mnist("test")
+    train_images, _ = data.load_mnist("train")
+    same = fid(test_images, "mnist", small_classifier)
+    real = fid(train_images[:5000], "mnist", small_classifier)
+    noise = fid(tg.generator(0).random((5000, 28, 28), dtype=np.float32), "mnist",
+                small_classifier)
+    assert abs(same) < 1e-6                    # the test set against itself
+    assert 0 < real < noise / 10, (real, noise)  # real digits are far closer than noise
+
+
+@needs_mnist
+def test_the_instrument_is_trained_once_and_cached(tmp_path, monkeypatch):
+    from tinygen.models import classifier as module
+    monkeypatch.setattr(data, "cache_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(module.Classifier, "defaults",
+                        {**module.Classifier.defaults, "epochs": 0.01})  # 5 steps
+    first = module.trained_classifier("mnist", progress=False)
+    assert os.path.isfile(tmp_path / "classifiers" / "mnist.npz")
+    second = module.trained_classifier("mnist", progress=False)     # loaded, not trained
+    for a, b in zip(first.net.parameters(), second.net.parameters()):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
