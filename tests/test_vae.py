@@ -161,3 +161,14 @@ def test_two_dimensional_latent_space_draws_its_manifold(tmp_path):
     fit(exp, str(tmp_path), steps=3, progress=False)
     assert "manifold.png" in os.listdir(tmp_path)
     assert exp.sample(5).shape == (5, 1, 28, 28)
+
+
+def test_cosine_schedule_runs_from_lr_to_a_hundredth():
+    config = {**VAEExperiment.defaults, "model": "vae", "dataset": "mnist", "device": "cpu",
+              "seed": 0, "latent_dim": 2, "hidden": 8}
+    exp = VAEExperiment(config)
+    exp.total_steps = 100
+    lrs = []
+    for exp.step in (0, 50, 100):
+        lrs.append(exp.learning_rate())
+    np.testing.assert_allclose(lrs, [1e-3, (1e-3 + 1e-5) / 2, 1e-5])

@@ -48,7 +48,14 @@ class Experiment:
     ``config["device"]``), ``train_loader()``, ``training_step(batch)``, and lists its
     networks and optimizers in ``modules()`` and ``optimizers()``. It may implement
     ``emas()``, ``sample(n)``, ``evaluate()`` and ``save_pictures(run_dir)``.
+
+    During ``fit``, ``self.step`` (steps done before this one) and ``self.total_steps``
+    (the run's length) are set before every training step, so a learning-rate
+    schedule can be a plain function of them and needs no state of its own.
     """
+
+    step: int = 0
+    total_steps: int = 1
 
     name: str = ""
     datasets: tuple = ()
@@ -222,6 +229,7 @@ def fit(experiment: Experiment, run_dir: str, *, steps: int | None = None,
         try:
             while step < total and not stop.requested:
                 for batch in loader:
+                    experiment.step, experiment.total_steps = step, total
                     scalars = experiment.training_step(batch)
                     step += 1
                     row = {"step": step, **{k: float(v) for k, v in scalars.items()}}

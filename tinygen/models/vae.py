@@ -188,7 +188,8 @@ class VAEExperiment(Experiment):
     description = "variational autoencoder; k > 1 trains the IWAE bound"
     defaults = {"latent_dim": 50, "hidden": 200, "network": "mlp", "activation": "tanh",
                 "likelihood": "bernoulli", "beta": 1.0, "k": 1, "batch_size": 100,
-                "lr": 1e-3, "epochs": 10, "eval_k": 5000, "eval_n": 10000}
+                "lr": 1e-3, "lr_schedule": "cosine", "epochs": 10, "eval_k": 5000,
+                "eval_n": 10000}
 
     def __init__(self, config):
         super().__init__(config)
@@ -214,13 +215,25 @@ class VAEExperiment(Experiment):
                                seed=self.config.get("seed", 0), device=self.config["device"],
                                transform=binarize_batch if binary else None)
 
+    def learning_rate(self) -> float:
+        """lr, or with lr_schedule "cosine" lr (1 + cos(pi t / T)) / 2 at step t of T,
+        down to lr / 100: big steps first, small ones to settle into a good optimum."""
+        lr = self.config["lr"]
+        if self.config.get("lr_schedule", "constant") == "cosine":
+            progress = min(1.0, self.step / max(1, self.total_steps))
+            lr = lr / 100 + (lr - lr / 100) * 0.5 * (1 + math.cos(math.pi * progress))
+        return lr
+
     def training_step(self, x):
         self.model.train()
+        for group in self.opt.param_groups:
+            group["lr"] = self.learning_rate()
         k, beta = self.config["k"], self.config["beta"]
         if k == 1:
             recon, kl = self.model.elbo(x, beta)
             loss = -(recon - beta * kl).mean()
-            scalars = {"loss": loss.item(), "recon": -recon.mean().item(), "kl": kl.mean().item()}
+            scalars = {"loss": loss.item(), "recon": -recon.mean().item(), "kl": kl.mean().item(),
+                       "lr": self.opt.param_groups[0]["lr"]}
         else:
             loss = -self.model.iwae_bound(x, k, chunk=k).mean()
             scalars = {"loss": loss.item()}
