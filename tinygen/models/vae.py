@@ -70,6 +70,18 @@ def reparameterize(mu, logvar, k: int | None = None):
     return mu + (0.5 * logvar).exp() * eps
 
 
+def importance_weighted_bound(log_weights, x, k: int, chunk: int = 500):
+    """L_k(x) = log (1/k) sum_i w_i per sample (N,), from ``log_weights(x, k)`` -> (k, N)
+    with log w_i = log p(x, z_i) - log q(z_i | x). Differentiable (the IWAE objective).
+    The k samples are drawn ``chunk`` at a time and the chunks' log-sums combined with
+    logsumexp, so k = 5000 fits in memory."""
+    if k <= chunk:
+        return log_mean_exp(log_weights(x, k), axis=0)
+    parts = [logsumexp(log_weights(x, min(chunk, k - i)), axis=0, keepdims=True)
+             for i in range(0, k, chunk)]
+    return logsumexp(cat(parts, axis=0), axis=0) - math.log(k)
+
+
 class VAE(nn.Module):
     """A VAE on 28x28 images.
 
@@ -154,14 +166,8 @@ class VAE(nn.Module):
         return log_px_z + log_pz - log_qz
 
     def iwae_bound(self, x, k: int, chunk: int = 500):
-        """L_k(x) = log (1/k) sum_i w_i per sample (N,). Differentiable (the IWAE
-        objective). The k samples are drawn ``chunk`` at a time, and the chunks' log-sums
-        combined with logsumexp, so k = 5000 fits in memory."""
-        if k <= chunk:
-            return log_mean_exp(self.log_weights(x, k), axis=0)
-        parts = [logsumexp(self.log_weights(x, min(chunk, k - i)), axis=0, keepdims=True)
-                 for i in range(0, k, chunk)]
-        return logsumexp(cat(parts, axis=0), axis=0) - math.log(k)
+        """L_k(x) = log (1/k) sum_i w_i per sample (N,); see importance_weighted_bound."""
+        return importance_weighted_bound(self.log_weights, x, k, chunk)
 
     @no_grad()
     def sample(self, n: int, device: str = "cpu"):
