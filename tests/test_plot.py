@@ -267,7 +267,7 @@ def test_density_png_has_its_bright_spot_where_the_mode_is(tmp_path):
     height = fig.canvas.get_width_height()[1]
     bbox = ax.get_window_extent()
     px, py = ax.transData.transform((2.0, -1.2))
-    path = plot._save_figure(fig, str(tmp_path / "d.png"))
+    path = plot.save_figure(fig, str(tmp_path / "d.png"))
     img = read_png(path)
     lum = img @ np.array([0.299, 0.587, 0.114])  # viridis: brightness grows with density
     r0, r1 = int(height - bbox.y1) + 2, int(height - bbox.y0) - 2

@@ -32,7 +32,9 @@ def _add_model_options(parser, defaults: dict) -> None:
     for key, value in defaults.items():
         if key in ("epochs", "steps", "batch_size", "lr"):
             continue  # the common options, added once for every model
-        if isinstance(value, bool):
+        if value is None:
+            parser.add_argument(_option(key), dest=key, default=None)
+        elif isinstance(value, bool):
             parser.add_argument(_option(key), dest=key, action=argparse.BooleanOptionalAction,
                                 default=None)
         else:
@@ -95,7 +97,10 @@ def _train(argv) -> int:
         config = {**saved, "device": device}
         print(f"resuming {out}")
     steps = args.steps if args.steps is not None else config.get("steps")
-    epochs = None if steps is not None else (args.epochs or config.get("epochs", 1))
+    epochs = None if steps is not None else (
+        args.epochs if args.epochs is not None else config.get("epochs", 1))
+    if (steps is not None and steps <= 0) or (epochs is not None and epochs <= 0):
+        raise UsageError("--steps and --epochs must be positive")
     experiment = cls(config)
     result = fit(experiment, out, steps=steps, epochs=epochs,
                  checkpoint_every=config.get("checkpoint_every", 500))

@@ -34,7 +34,8 @@ from . import backend
 from .autograd import Tensor, enable_grad, no_grad
 
 __all__ = ["make_grid", "save_image_grid", "plot_curves", "plot_2d_samples",
-           "evaluate_on_grid", "plot_2d_density", "plot_trajectory"]
+           "evaluate_on_grid", "plot_2d_density", "plot_trajectory",
+           "new_figure", "save_figure", "check_png_path"]
 
 # Image grids are drawn one array element per pixel. Their figures use a power-of-two dpi:
 # then width_px / dpi * dpi is exact in floating point (with dpi = 100, 29 / 100 * 100 is
@@ -53,8 +54,9 @@ def _to_numpy(x) -> np.ndarray:
     return backend.to_numpy(x)
 
 
-def _new_figure(figsize, dpi=_DPI, **kwargs):
-    """A Figure with its own Agg canvas, outside pyplot (see the module docstring)."""
+def new_figure(figsize, dpi=_DPI, **kwargs):
+    """A Figure with its own Agg canvas, outside pyplot (see the module docstring); draw
+    on it with fig.add_subplot() and write it with save_figure. For models' own plots."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     fig = Figure(figsize=figsize, dpi=dpi, **kwargs)
@@ -62,14 +64,15 @@ def _new_figure(figsize, dpi=_DPI, **kwargs):
     return fig
 
 
-def _check_png_path(path, name) -> str:
+def check_png_path(path, name) -> str:
+    """``path`` as a string, checked to end in .png (a clear error naming ``name``)."""
     path = os.fspath(path)
     if os.path.splitext(path)[1].lower() != ".png":
         raise ValueError(f"{name}: writes PNG files; give a path ending in .png, got {path!r}")
     return path
 
 
-def _save_figure(fig, path) -> str:
+def save_figure(fig, path) -> str:
     """Write ``fig`` to ``path`` as a PNG at the figure's own dpi, atomically; free it."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
@@ -178,7 +181,7 @@ def _grid_figure(grid: np.ndarray, labels=None, rows: int = 1, padding: int = 0)
     rgb = grid if grid.ndim == 3 else np.repeat(grid[..., None], 3, axis=-1)  # grey colormap
     rgb8 = np.round(rgb * 255).astype(np.uint8)  # exact colours: no colormap lookup table
     height, width = rgb8.shape[:2]
-    fig = _new_figure((width / _GRID_DPI, height / _GRID_DPI), dpi=_GRID_DPI)
+    fig = new_figure((width / _GRID_DPI, height / _GRID_DPI), dpi=_GRID_DPI)
     margin = 0
     if labels is not None:
         from matplotlib.transforms import IdentityTransform
@@ -220,7 +223,7 @@ def save_image_grid(images, path, nrow: int = 8, value_range=None, padding: int 
 
     Example: ``save_image_grid(model.sample(64), "runs/vae/samples.png", nrow=8)``
     """
-    path = _check_png_path(path, "save_image_grid")
+    path = check_png_path(path, "save_image_grid")
     images = _to_numpy(images)
     grid = make_grid(images, nrow=nrow, padding=padding, value_range=value_range,
                      pad_value=pad_value)
@@ -230,7 +233,7 @@ def save_image_grid(images, path, nrow: int = 8, value_range=None, padding: int 
         if len(labels) != rows:
             raise ValueError(f"save_image_grid: {len(labels)} labels for a grid of {rows} rows "
                              "(one label per row)")
-    return _save_figure(_grid_figure(grid, labels, rows, int(padding)), path)
+    return save_figure(_grid_figure(grid, labels, rows, int(padding)), path)
 
 
 # --------------------------------------------------------------------------- curves
@@ -318,7 +321,7 @@ def _curves_figure(log, keys=None, smooth=0.9, log_scale="auto", title=None):
     n = len(keys)
     cols = min(n, 3)
     nrows = -(-n // cols)
-    fig = _new_figure((4.2 * cols, 3.0 * nrows), layout="constrained")
+    fig = new_figure((4.2 * cols, 3.0 * nrows), layout="constrained")
     for i, key in enumerate(keys):
         ax = fig.add_subplot(nrows, cols, i + 1)
         pts = [(row.get("step", j), row[key]) for j, row in enumerate(rows)
@@ -370,8 +373,8 @@ def plot_curves(log, path, keys=None, smooth: float = 0.9, log_scale="auto",
 
     Example: ``plot_curves("runs/vae/log.jsonl", "runs/vae/curves.png")``
     """
-    path = _check_png_path(path, "plot_curves")
-    return _save_figure(_curves_figure(log, keys, smooth, log_scale, title), path)
+    path = check_png_path(path, "plot_curves")
+    return save_figure(_curves_figure(log, keys, smooth, log_scale, title), path)
 
 
 # --------------------------------------------------------------------------- 2-D points
@@ -415,7 +418,7 @@ def _samples_figure(samples, data=None, title=None, lim=None):
     s = _points(samples, "plot_2d_samples")
     d = None if data is None else _points(data, "plot_2d_samples", "data")
     xlim, ylim = _limits(lim, d if d is not None else s)
-    fig = _new_figure((5, 5), layout="constrained")
+    fig = new_figure((5, 5), layout="constrained")
     ax = fig.add_subplot()
     if d is not None:
         ax.scatter(d[:, 0], d[:, 1], s=3, c="0.65", alpha=0.5, linewidths=0, label="data",
@@ -455,8 +458,8 @@ def plot_2d_samples(samples, data=None, path=None, title=None, lim=None) -> str:
         data, path = None, data
     if path is None:
         raise TypeError("plot_2d_samples: missing the path of the .png file to write")
-    path = _check_png_path(path, "plot_2d_samples")
-    return _save_figure(_samples_figure(samples, data, title, lim), path)
+    path = check_png_path(path, "plot_2d_samples")
+    return save_figure(_samples_figure(samples, data, title, lim), path)
 
 
 # --------------------------------------------------------------------------- 2-D fields
@@ -531,7 +534,7 @@ def _density_figure(fn, lim=(-4, 4), resolution=None, kind="density", data=None,
         resolution = 21 if kind == "vector" else 200
     xs, ys, v = evaluate_on_grid(fn, lim, resolution, vector=kind == "vector",
                                  as_tensor=as_tensor, device=device)
-    fig = _new_figure((5.6, 4.6), layout="constrained")
+    fig = new_figure((5.6, 4.6), layout="constrained")
     ax = fig.add_subplot()
     if kind == "density":
         if (v == np.inf).any():
@@ -602,8 +605,8 @@ def plot_2d_density(log_density_fn, path, lim=(-4, 4), resolution=None, kind="de
 
     Example: ``plot_2d_density(lambda x: flow.log_prob(x), "runs/flow/density.png")``
     """
-    path = _check_png_path(path, "plot_2d_density")
-    return _save_figure(_density_figure(log_density_fn, lim, resolution, kind, data, title,
+    path = check_png_path(path, "plot_2d_density")
+    return save_figure(_density_figure(log_density_fn, lim, resolution, kind, data, title,
                                         as_tensor, device), path)
 
 
@@ -631,7 +634,7 @@ def _trajectory_figure(chain, nsteps=8, nrow=None, value_range=None):
         clouds = snaps.astype(np.float64)
         xlim, ylim = _limits(None, clouds.reshape(-1, 2))
         n = len(idx)
-        fig = _new_figure((2.6 * n, 2.8), layout="constrained")
+        fig = new_figure((2.6 * n, 2.8), layout="constrained")
         for k, (i, pts) in enumerate(zip(idx, clouds)):
             ax = fig.add_subplot(1, n, k + 1)
             ax.scatter(pts[:, 0], pts[:, 1], s=2, c="C0", alpha=0.6, linewidths=0,
@@ -671,5 +674,5 @@ def plot_trajectory(chain, path, nsteps: int = 8, nrow=None, value_range=None) -
 
     Example: ``plot_trajectory(ddpm.sample(16, return_chain=True), "runs/ddpm/chain.png")``
     """
-    path = _check_png_path(path, "plot_trajectory")
-    return _save_figure(_trajectory_figure(chain, nsteps, nrow, value_range), path)
+    path = check_png_path(path, "plot_trajectory")
+    return save_figure(_trajectory_figure(chain, nsteps, nrow, value_range), path)

@@ -94,7 +94,7 @@ class Experiment:
         raise NotImplementedError(f"{type(self).__name__} has no evaluation")
 
     def save_pictures(self, run_dir: str) -> None:
-        """Draw what the model has learned into the run folder (at checkpoints and end)."""
+        """Draw what the model has learned into the run folder (when training ends)."""
 
     # ---- what a checkpoint holds
     def state_dict(self) -> dict:
@@ -219,8 +219,7 @@ def fit(experiment: Experiment, run_dir: str, *, steps: int | None = None,
         _truncate_log(run_dir, step)
     else:
         manual_seed(config.get("seed", 0))
-        write_json(os.path.join(run_dir, CONFIG),
-                           {**config, "tinygen_version": __version__})
+        write_json(os.path.join(run_dir, CONFIG), {**config, "tinygen_version": __version__})
 
     bar = tqdm(total=total, initial=step, desc=config.get("model", "train"), unit="step",
                disable=not progress, dynamic_ncols=True)

@@ -23,4 +23,4 @@ def get_model(name: str):
     return MODELS[name]
 
 
-from . import classifier, cvae, hvae, vae  # noqa: E402,F401  (each registers itself)
+from . import autoencoder, classifier, cvae, hvae, vae, vqvae  # noqa: E402,F401  (each registers itself)

@@ -164,9 +164,6 @@ def trained_classifier(dataset: str, device: str = "cpu", data_root=None,
 
 # --------------------------------------------------------------------------- measuring samples
 
-_test_statistics = {}  # (dataset, id of the classifier) -> (mu, cov) of the test features
-
-
 def fid(samples, dataset: str = "mnist", classifier: Classifier | None = None,
         device: str = "cpu", data_root=None) -> float:
     """FID with LeNet features: the Frechet distance between Gaussians fitted to the
@@ -178,12 +175,14 @@ def fid(samples, dataset: str = "mnist", classifier: Classifier | None = None,
     the estimate is biased upwards for few. ``classifier`` defaults to the cached one.
     """
     clf = classifier or trained_classifier(dataset, device, data_root)
-    key = (dataset, id(clf))
-    if key not in _test_statistics:
+    # the test set's statistics, computed once per classifier (kept on it)
+    cache = clf.__dict__.setdefault("_test_statistics", {})
+    key = (dataset, data_root)
+    if key not in cache:
         test_images, _ = data.load_dataset(dataset, "test", data_root)
-        _test_statistics[key] = gaussian_statistics(clf.features(test_images))
+        cache[key] = gaussian_statistics(clf.features(test_images))
     mu_s, cov_s = gaussian_statistics(clf.features(samples))
-    return frechet_distance(mu_s, cov_s, *_test_statistics[key])
+    return frechet_distance(mu_s, cov_s, *cache[key])
 
 
 def class_accuracy(samples, labels, dataset: str = "mnist",

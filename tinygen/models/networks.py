@@ -79,7 +79,7 @@ def encoder(kind: str, out_features: int, hidden: int = 400) -> nn.Module:
     if kind == "mlp":
         return _Flat(mlp([784, hidden, out_features]), image_out=False)
     if kind == "conv":
-        return ConvEncoder(out_features)
+        return ConvEncoder(out_features, hidden)
     raise ValueError(f"unknown network kind '{kind}'; choose 'mlp' or 'conv'")
 
 
@@ -88,5 +88,5 @@ def decoder(kind: str, in_features: int, hidden: int = 400) -> nn.Module:
     if kind == "mlp":
         return _Flat(mlp([in_features, hidden, 784]), image_out=True)
     if kind == "conv":
-        return ConvDecoder(in_features)
+        return ConvDecoder(in_features, hidden)
     raise ValueError(f"unknown network kind '{kind}'; choose 'mlp' or 'conv'")

@@ -1,0 +1,515 @@
+"""VQ-VAE: the vector-quantised variational autoencoder (van den Oord, Vinyals and
+Kavukcuoglu 2017, "Neural Discrete Representation Learning").
+
+An encoder maps an image x to a grid of vectors z_e(x) of shape (N, D, h, w). A codebook
+holds K embedding vectors e_1, ..., e_K in R^D. Each vector of the grid is replaced by
+its nearest code (eqs. 1 and 2 of the paper), at every grid position independently:
+
+    q(z = k | x) = 1 if k = argmin_j ||z_e(x) - e_j||_2, else 0,
+    z_q(x) = e_k.
+
+The posterior q(z|x) is deterministic, a one-hot over the K codes, so with a uniform
+prior p(z) its KL term is the constant log K and drops out of the ELBO. The decoder
+models p(x | z_q(x)).
+
+The argmin has no gradient. The straight-through estimator copies the gradient that
+reaches z_q onto z_e, as if quantisation were the identity:
+
+    z_q_st = z_e + sg[z_q - z_e]         forward value z_q, d z_q_st / d z_e = I,
+
+where sg[.] is the stop-gradient (``Tensor.detach``: an identity in the forward pass,
+zero derivative). The loss (eq. 3) is
+
+    L = -log p(x | z_q(x)) + ||sg[z_e(x)] - e||^2 + beta ||z_e(x) - sg[e]||^2,
+
+with e the code chosen at each position. The stop-gradients route the three terms:
+
+    reconstruction  -log p(x|z_q)           decoder, and encoder (straight-through)
+    codebook        ||sg[z_e] - e||^2       the codebook only: codes move towards the
+                                            encoder outputs assigned to them
+    commitment      beta ||z_e - sg[e]||^2  the encoder only: its outputs stay close to
+                                            their codes and do not grow without bound
+
+beta = 0.25 as in the paper. Here p(x|z_q) is a Gaussian of fixed variance with mean
+x_hat = decoder(z_q), so -log p is the squared error up to constants; each term is
+taken as a mean (over the N 28 28 pixels, and over the N h w D latent elements), so the
+reported reconstruction term is the per-pixel MSE.
+
+EMA codebook (Appendix A.1). Instead of the codebook term, each code can be set to the
+running mean of the encoder outputs assigned to it, with decay gamma (0.99):
+
+    N_k <- gamma N_k + (1 - gamma) n_k,                   n_k = #{i : k_i = k}
+    m_k <- gamma m_k + (1 - gamma) sum_{i : k_i = k} z_e,i
+    e_k  = m_k / N_k
+
+(i runs over the N h w grid vectors of the batch). Then the codebook term is dropped
+from L (it is still logged, as a measure of the quantisation error). As in DeepMind's
+reference implementation (Sonnet), e_k divides by Laplace-smoothed counts,
+N_k' = (N_k + eps) / (n + K eps) n with n = sum_k N_k, so a code no vector has chosen
+for a long time never divides by zero. N_k starts at 1 and m_k at e_k, as if every
+code had been assigned once, to itself: an unused code then stays where it is.
+
+Codebook usage. With p_k = n_k / (N h w) the fraction of grid vectors assigned to code
+k, the perplexity exp(-sum_k p_k log p_k) is 1 when one code takes everything and K
+when all are used equally: the effective number of codes in use.
+
+Dead codes (an option, not in the paper; ``dead_code_threshold`` > 0). A code that no
+encoder output chooses gets no gradient and no EMA update, so it stays unused for good.
+The moving-average count N_k (kept in both modes) finds them: after each step, every
+code with N_k < threshold is moved onto a randomly chosen encoder output of the batch
+(N_k <- 1, m_k <- e_k), the "random restarts" of Dhariwal et al. 2020 (Jukebox).
+
+Sampling. No prior over codes is learned here: ``sample`` draws every code of the 7 x 7
+grid independently and uniformly from the K codes and decodes. The pictures show what
+the codes mean as strokes, not digits. The paper fits an autoregressive prior (a
+PixelCNN) over the code grids; that comes with the autoregressive family.
+
+Data and networks. Images are scaled to [0, 1]; the decoder's output is the mean x_hat,
+unconstrained (clipped to [0, 1] only for pictures and samples). The convolutional
+encoder and decoder follow the paper's, smaller: two stride-2 4 x 4 convolutions
+(28 -> 14 -> 7), a 3 x 3 convolution, residual blocks (ReLU, 3 x 3 conv, ReLU, 1 x 1
+conv) and a 1 x 1 convolution to D channels; the decoder mirrors it with transposed
+convolutions. Codes form a 7 x 7 grid: 49 codes of log2 K bits describe an image.
+"""
+from __future__ import annotations
+
+import os
+from collections import namedtuple
+
+import numpy as np
+
+from .. import backend, data, nn, no_grad, optim, tensor
+from ..autograd import Tensor
+from ..nn import functional as F
+from ..nn import init
+from ..random import randint
+from ..train import Experiment
+from . import register
+
+__all__ = ["nearest_codes", "straight_through", "codebook_usage", "perplexity",
+           "VQEncoder", "VQDecoder", "VectorQuantizer", "VQVAE", "VQVAEExperiment",
+           "plot_codebook_usage"]
+
+CODEBOOK_UPDATES = ("loss", "ema")
+
+
+# --------------------------------------------------------------------------- the math
+
+def nearest_codes(z, e) -> np.ndarray:
+    """k_i = argmin_j ||z_i - e_j||_2 for every row z_i of z.
+
+    Args:
+        z: (M, D) vectors; e: (K, D) codebook. Tensors or arrays, on one device.
+
+    Returns:
+        (M,) int64 array (NumPy or CuPy, z's device) of code indices. The squared
+        distances come from one matrix product, ||z_i||^2 - 2 z_i . e_j + ||e_j||^2,
+        an (M, K) table; a tie goes to the lowest index j (argmin's first minimum).
+        No gradient: the argmin is piecewise constant.
+    """
+    z = z.data if isinstance(z, Tensor) else z
+    e = e.data if isinstance(e, Tensor) else e
+    if z.ndim != 2 or e.ndim != 2 or z.shape[1] != e.shape[1]:
+        raise ValueError(f"nearest_codes: expected z (M, D) and e (K, D) with the same D; got "
+                         f"shapes {tuple(z.shape)} and {tuple(e.shape)}")
+    xp = backend.get_array_module(z, e)
+    # Expanded, the square needs no (M, K, D) array of differences: one (M, D) x (D, K)
+    # product does the work.
+    d = (z * z).sum(1, keepdims=True) - 2 * (z @ e.T) + (e * e).sum(1)   # (M, K)
+    return xp.argmin(d, axis=1).astype(np.int64)
+
+
+def straight_through(z_e: Tensor, z_q: Tensor) -> Tensor:
+    """z_e + sg[z_q - z_e]: the value of z_q, with the gradient of the identity in z_e
+    (and none in z_q). Any shape, z_e and z_q alike."""
+    return z_e + (z_q - z_e).detach()
+
+
+def codebook_usage(k, num_embeddings: int):
+    """n_k, how often each code k appears among the indices k (any shape, NumPy or
+    CuPy): a (K,) float64 NumPy array."""
+    k = k.data if isinstance(k, Tensor) else k
+    counts = backend.get_array_module(k).bincount(k.ravel(), minlength=num_embeddings)
+    return backend.to_numpy(counts).astype(np.float64)
+
+
+def perplexity(counts) -> float:
+    """exp(-sum_k p_k log p_k) with p_k = n_k / sum_j n_j, for counts (K,) (0 log 0 = 0):
+    1 when one code takes everything, K when all K are used equally."""
+    counts = np.asarray(counts, dtype=np.float64)
+    if counts.sum() <= 0:
+        raise ValueError("perplexity: the counts are all zero")
+    p = counts[counts > 0] / counts.sum()
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
+# --------------------------------------------------------------------------- the networks
+
+class ResidualBlock(nn.Module):
+    """h + conv1x1(ReLU(conv3x3(ReLU(h)))), the paper's residual block; (N, C, H, W) in
+    and out."""
+
+    def __init__(self, channels: int, hidden: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, hidden, 3, padding=1)
+        self.conv2 = nn.Conv2d(hidden, channels, 1)
+
+    def forward(self, h):
+        return h + self.conv2(F.relu(self.conv1(F.relu(h))))
+
+
+class VQEncoder(nn.Module):
+    """x (N, 1, 28, 28) -> z_e (N, D, 7, 7): a grid of vectors, one per 4 x 4 patch,
+    not a flat code (hence not networks.ConvEncoder)."""
+
+    def __init__(self, embedding_dim: int, channels: int = 32, num_res_blocks: int = 1):
+        super().__init__()
+        c = channels
+        self.net = nn.Sequential(
+            nn.Conv2d(1, c, 4, 2, 1), nn.ReLU(),                 # (N, c, 14, 14)
+            nn.Conv2d(c, 2 * c, 4, 2, 1),                        # (N, 2c, 7, 7)
+            *[ResidualBlock(2 * c, c) for _ in range(num_res_blocks)], nn.ReLU(),
+            nn.Conv2d(2 * c, embedding_dim, 1))                  # (N, D, 7, 7)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class VQDecoder(nn.Module):
+    """z_q (N, D, 7, 7) -> x_hat (N, 1, 28, 28), the mean of p(x|z_q); mirrors VQEncoder."""
+
+    def __init__(self, embedding_dim: int, channels: int = 32, num_res_blocks: int = 1):
+        super().__init__()
+        c = channels
+        self.net = nn.Sequential(
+            nn.Conv2d(embedding_dim, 2 * c, 3, padding=1),       # (N, 2c, 7, 7)
+            *[ResidualBlock(2 * c, c) for _ in range(num_res_blocks)], nn.ReLU(),
+            nn.ConvTranspose2d(2 * c, c, 4, 2, 1), nn.ReLU(),    # (N, c, 14, 14)
+            nn.ConvTranspose2d(c, 1, 4, 2, 1))                   # (N, 1, 28, 28)
+
+    def forward(self, z_q):
+        return self.net(z_q)
+
+
+# --------------------------------------------------------------------------- quantisation
+
+Quantized = namedtuple("Quantized", "z_q_st z_q k")
+Quantized.__doc__ = """What VectorQuantizer returns for z_e (N, D, h, w):
+    z_q_st: (N, D, h, w) z_e + sg[z_q - z_e], what the decoder reads;
+    z_q:    (N, D, h, w) e_k at every position, differentiable in the codebook e;
+    k:      (N, h, w) int64 array (NumPy or CuPy) of the chosen code indices."""
+
+
+class VectorQuantizer(nn.Module):
+    """The codebook e (K, D) and nearest-neighbour quantisation of a grid of vectors.
+
+    Args:
+        num_embeddings: K, the number of codes.
+        embedding_dim: D, the size of each code.
+        codebook_update: "loss" (the codebook is a Parameter trained by the codebook
+            term) or "ema" (a buffer set by ``ema_update``; no gradient reaches it).
+        decay: gamma of the moving averages N_k, m_k.
+        eps: the Laplace smoothing of the counts in e_k = m_k / N_k.
+        dead_code_threshold: codes whose moving-average count N_k falls below it are
+            restarted by ``restart_dead_codes``; 0 never restarts (the paper).
+
+    Attributes:
+        embedding: e (K, D), initialised U(-1/K, 1/K).
+        ema_count: N_k (K,), the moving average of the counts n_k (both modes).
+        ema_sum: m_k (K, D), the moving average of the assigned vectors' sums (used in
+            "ema" mode only).
+    """
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, codebook_update: str = "loss",
+                 decay: float = 0.99, eps: float = 1e-5, dead_code_threshold: float = 0.0):
+        super().__init__()
+        if codebook_update not in CODEBOOK_UPDATES:
+            raise ValueError(f"VectorQuantizer: codebook_update must be 'loss' or 'ema'; got "
+                             f"{codebook_update!r}")
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"VectorQuantizer: decay must lie in [0, 1); got {decay}")
+        if num_embeddings < 1 or embedding_dim < 1:
+            raise ValueError(f"VectorQuantizer: need K >= 1 and D >= 1; got K={num_embeddings}, "
+                             f"D={embedding_dim}")
+        self.num_embeddings, self.embedding_dim = int(num_embeddings), int(embedding_dim)
+        self.codebook_update, self.decay, self.eps = codebook_update, float(decay), float(eps)
+        self.dead_code_threshold = float(dead_code_threshold)
+        K, D = self.num_embeddings, self.embedding_dim
+        e = init.uniform_(Tensor(np.zeros((K, D), np.float32)), -1.0 / K, 1.0 / K)
+        if codebook_update == "loss":
+            self.embedding = nn.Parameter(e)
+        else:  # state moved by moving averages, not learned by gradient
+            self.register_buffer("embedding", e)
+        self.register_buffer("ema_count", Tensor(np.ones(K, np.float32)))
+        self.register_buffer("ema_sum", Tensor(e.data.copy()))
+
+    def forward(self, z_e: Tensor) -> Quantized:
+        """z_e (N, D, h, w) -> Quantized(z_q_st, z_q, k), see ``Quantized``."""
+        if z_e.ndim != 4 or z_e.shape[1] != self.embedding_dim:
+            raise ValueError(f"VectorQuantizer: expected z_e (N, {self.embedding_dim}, h, w); "
+                             f"got shape {z_e.shape}")
+        n, d, h, w = z_e.shape
+        # Channels last: one row per grid position, (N h w, D).
+        z_flat = z_e.data.transpose(0, 2, 3, 1).reshape(-1, d)
+        k = nearest_codes(z_flat, self.embedding.data).reshape(n, h, w)
+        z_q = self.quantize(k)
+        return Quantized(straight_through(z_e, z_q), z_q, k)
+
+    def quantize(self, k) -> Tensor:
+        """Code indices k (N, h, w) -> z_q = e_k (N, D, h, w); the gradient of the codebook
+        term reaches the rows of e that were chosen (added up where chosen repeatedly)."""
+        return self.embedding[k].transpose(0, 3, 1, 2)
+
+    @no_grad()
+    def ema_update(self, z_e, k) -> None:
+        """One step of the moving averages for a batch: N_k always (it measures usage);
+        with codebook_update="ema" also m_k and e_k = m_k / N_k' (Laplace-smoothed N_k').
+
+        Args:
+            z_e: (N, D, h, w) encoder outputs (Tensor or array), k: (N, h, w) their codes.
+        """
+        z_e = z_e.data if isinstance(z_e, Tensor) else z_e
+        k = k.data if isinstance(k, Tensor) else k
+        xp = backend.get_array_module(z_e)
+        gamma, K = self.decay, self.num_embeddings
+        z_flat = z_e.transpose(0, 2, 3, 1).reshape(-1, self.embedding_dim)      # (M, D)
+        one_hot = (k.reshape(-1, 1) == xp.arange(K)).astype(z_flat.dtype)        # (M, K)
+        n_k = one_hot.sum(0)                                                     # (K,)
+        N = self.ema_count.data
+        N[...] = gamma * N + (1 - gamma) * n_k
+        if self.codebook_update != "ema":
+            return
+        m = self.ema_sum.data
+        m[...] = gamma * m + (1 - gamma) * (one_hot.T @ z_flat)                  # (K, D)
+        n = N.sum()
+        N_smoothed = (N + self.eps) / (n + K * self.eps) * n
+        self.embedding.data[...] = m / N_smoothed[:, None]
+
+    @no_grad()
+    def restart_dead_codes(self, z_e) -> int:
+        """Move every code with N_k < dead_code_threshold onto an encoder output drawn at
+        random from z_e (N, D, h, w), and reset N_k = 1, m_k = e_k. Returns how many were
+        restarted (0 when the threshold is 0)."""
+        if self.dead_code_threshold <= 0:
+            return 0
+        N = self.ema_count.data
+        xp = backend.get_array_module(N)
+        dead = xp.nonzero(N < self.dead_code_threshold)[0]
+        if dead.size == 0:
+            return 0
+        z_e = z_e.data if isinstance(z_e, Tensor) else z_e
+        z_flat = z_e.transpose(0, 2, 3, 1).reshape(-1, self.embedding_dim)
+        # tinygen's global generator: reproducible under manual_seed (and, on the CPU,
+        # resumed from checkpoints).
+        pick = randint(0, z_flat.shape[0], (int(dead.size),), device=backend.device_of(N)).data
+        self.embedding.data[dead] = z_flat[pick]
+        self.ema_sum.data[dead] = z_flat[pick]
+        N[dead] = 1.0
+        return int(dead.size)
+
+    def extra_repr(self):
+        return (f"K={self.num_embeddings}, D={self.embedding_dim}, "
+                f"codebook_update={self.codebook_update!r}")
+
+
+# --------------------------------------------------------------------------- the model
+
+class VQVAE(nn.Module):
+    """Encoder, vector quantiser and decoder: x (N, 1, 28, 28) -> x_hat (N, 1, 28, 28)
+    through a 7 x 7 grid of codes from a codebook of K vectors in R^D.
+
+    Args:
+        num_embeddings: K; embedding_dim: D; beta: the commitment weight;
+        codebook_update, decay, dead_code_threshold: see VectorQuantizer;
+        channels, num_res_blocks: the size of encoder and decoder.
+    """
+
+    def __init__(self, num_embeddings: int = 64, embedding_dim: int = 16, beta: float = 0.25,
+                 codebook_update: str = "loss", decay: float = 0.99,
+                 dead_code_threshold: float = 0.0, channels: int = 32, num_res_blocks: int = 1):
+        super().__init__()
+        self.beta = float(beta)
+        self.encoder = VQEncoder(embedding_dim, channels, num_res_blocks)
+        self.quantizer = VectorQuantizer(num_embeddings, embedding_dim, codebook_update, decay,
+                                         dead_code_threshold=dead_code_threshold)
+        self.decoder = VQDecoder(embedding_dim, channels, num_res_blocks)
+
+    def forward(self, x):
+        """x (N, 1, 28, 28) -> (x_hat (N, 1, 28, 28), z_e (N, D, 7, 7), Quantized)."""
+        z_e = self.encoder(x)
+        q = self.quantizer(z_e)
+        x_hat = self.decoder(q.z_q_st)
+        return x_hat, z_e, q
+
+    def loss_terms(self, x, x_hat, z_e, z_q) -> dict:
+        """The three terms of L as scalar Tensors (means; see the module docstring):
+        "reconstruction" ||x - x_hat||^2, "codebook" ||sg[z_e] - e||^2 and
+        "commitment" ||z_e - sg[e]||^2 (not yet multiplied by beta)."""
+        return {"reconstruction": ((x - x_hat) ** 2).mean(),
+                "codebook": ((z_e.detach() - z_q) ** 2).mean(),
+                "commitment": ((z_e - z_q.detach()) ** 2).mean()}
+
+    def loss(self, terms: dict) -> Tensor:
+        """L = reconstruction + codebook + beta commitment; with the EMA codebook the
+        codebook term is left out (the moving averages move the codes instead)."""
+        total = terms["reconstruction"] + self.beta * terms["commitment"]
+        if self.quantizer.codebook_update == "loss":
+            total = total + terms["codebook"]
+        return total
+
+    @no_grad()
+    def encode(self, x) -> np.ndarray:
+        """x (N, 1, 28, 28) -> the code grid k (N, 7, 7), int64 on x's device."""
+        return self.quantizer(self.encoder(x)).k
+
+    @no_grad()
+    def decode(self, k) -> Tensor:
+        """A code grid k (N, 7, 7) (ints, array or Tensor) -> x_hat (N, 1, 28, 28)."""
+        k = k.data if isinstance(k, Tensor) else k
+        return self.decoder(self.quantizer.quantize(k))
+
+
+# --------------------------------------------------------------------------- the experiment
+
+@register
+class VQVAEExperiment(Experiment):
+    """Train a VQ-VAE on MNIST or Fashion-MNIST (images in [0, 1]) with Adam.
+
+    Options (config keys): num_embeddings K, embedding_dim D, beta, codebook_update
+    ("loss" or "ema"), decay gamma of the EMA, dead_code_threshold (0: off), channels,
+    batch_size, lr, epochs.
+    """
+
+    name = "vqvae"
+    datasets = ("mnist", "fashion-mnist")
+    description = "VQ-VAE: discrete 7x7 codes from a learned codebook (van den Oord et al. 2017)"
+    defaults = {"batch_size": 128, "lr": 1e-3, "epochs": 5, "num_embeddings": 64,
+                "embedding_dim": 16, "beta": 0.25, "codebook_update": "loss",
+                "decay": 0.99, "dead_code_threshold": 0.0, "channels": 32}
+
+    def __init__(self, config):
+        config = {**self.defaults, **config}
+        super().__init__(config)
+        self.device = config.get("device", "cpu")
+        self.model = VQVAE(config["num_embeddings"], config["embedding_dim"], config["beta"],
+                           config["codebook_update"], config["decay"],
+                           config["dead_code_threshold"], config["channels"]).to(self.device)
+        self.opt = optim.Adam(self.model.parameters(), lr=config["lr"])
+        self._test_images = None
+
+    def modules(self):
+        return {"model": self.model}
+
+    def optimizers(self):
+        return {"opt": self.opt}
+
+    def _images(self, split: str) -> np.ndarray:
+        """float32 (N, 1, 28, 28) in [0, 1]."""
+        images, _ = data.load_dataset(self.config["dataset"], split, self.config.get("data_root"))
+        return data.scale(images, to=(0, 1))[:, None]
+
+    def test_images(self) -> np.ndarray:
+        """The test set as float32 (10000, 1, 28, 28) in [0, 1], loaded once."""
+        if self._test_images is None:
+            self._test_images = self._images("test")
+        return self._test_images
+
+    def train_loader(self):
+        return data.DataLoader(self._images("train"), batch_size=self.config["batch_size"],
+                               shuffle=True, seed=self.config.get("seed", 0), device=self.device)
+
+    def training_step(self, x):
+        """One Adam step on L; then the moving averages (and restarts, if on).
+
+        Logs L, its three terms (unweighted), the batch's perplexity and codes used, and
+        with restarts on how many codes were restarted. The codebook and commitment terms
+        have the same value, mean ||z_e - e||^2: they differ only in where their gradients
+        go (and L takes beta times the second)."""
+        self.model.train()
+        x_hat, z_e, q = self.model(x)
+        terms = self.model.loss_terms(x, x_hat, z_e, q.z_q)
+        loss = self.model.loss(terms)
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        vq = self.model.quantizer
+        # z_e of this batch (before the step) feeds the averages, as in the paper.
+        vq.ema_update(z_e, q.k)
+        restarted = vq.restart_dead_codes(z_e)
+        counts = codebook_usage(q.k, vq.num_embeddings)
+        scalars = {"loss": loss.item(), **{name: t.item() for name, t in terms.items()},
+                   "perplexity": perplexity(counts), "codes_used": int((counts > 0).sum())}
+        if vq.dead_code_threshold > 0:
+            scalars["restarted"] = restarted
+        return scalars
+
+    @no_grad()
+    def reconstruct(self, x, batch_size: int = 500):
+        """x float (N, 1, 28, 28) NumPy in [0, 1] -> (x_hat (N, 1, 28, 28) NumPy, codes
+        k (N, 7, 7) NumPy), in batches."""
+        self.model.eval()
+        x_hats, ks = [], []
+        for i in range(0, len(x), batch_size):
+            x_hat, _, q = self.model(tensor(x[i:i + batch_size], device=self.device))
+            x_hats.append(x_hat.numpy())
+            ks.append(backend.to_numpy(q.k))
+        return np.concatenate(x_hats), np.concatenate(ks)
+
+    def evaluate(self, limit: int | None = None):
+        """On the test set (its first ``limit`` images if given): the reconstruction MSE
+        per pixel, the perplexity of the code assignments and the number of codes used."""
+        x = self.test_images()[:limit]
+        x_hat, k = self.reconstruct(x)
+        counts = codebook_usage(k, self.model.quantizer.num_embeddings)
+        return {"test_mse": float(((x_hat - x) ** 2).mean()),
+                "test_perplexity": perplexity(counts),
+                "test_codes_used": int((counts > 0).sum())}
+
+    @no_grad()
+    def sample(self, n: int):
+        """n images (n, 1, 28, 28) in [0, 1] from a uniform prior over codes: every entry
+        of the 7 x 7 grid drawn independently from {0, ..., K-1}, then decoded. No prior
+        is learned yet (the paper fits a PixelCNN over the grids)."""
+        self.model.eval()
+        K = self.model.quantizer.num_embeddings
+        k = randint(0, K, (n, 7, 7), device=self.device)
+        return self.model.decode(k).clip(0.0, 1.0)
+
+    def save_pictures(self, run_dir: str, count: int = 1000) -> None:
+        """reconstructions.png (rows of test inputs, each above its reconstruction),
+        codebook_usage.png (a bar chart of how often each code appears in the codes of
+        the first ``count`` test images) and samples.png (uniform prior)."""
+        from ..plot import save_image_grid
+        x = self.test_images()[:count]
+        x_hat, k = self.reconstruct(x)
+        pairs = np.stack([x[:32].reshape(4, 8, 1, 28, 28),
+                          np.clip(x_hat[:32], 0, 1).reshape(4, 8, 1, 28, 28)], axis=1)
+        save_image_grid(pairs.reshape(64, 1, 28, 28), os.path.join(run_dir, "reconstructions.png"),
+                        nrow=8, value_range=(0, 1), labels=["input", "reconstruction"] * 4)
+        plot_codebook_usage(codebook_usage(k, self.model.quantizer.num_embeddings),
+                            os.path.join(run_dir, "codebook_usage.png"),
+                            title=f"{self.config['dataset']}, {len(x)} test images")
+        save_image_grid(self.sample(64), os.path.join(run_dir, "samples.png"), nrow=8,
+                        value_range=(0, 1))
+
+
+def plot_codebook_usage(counts, path, title: str = "") -> str:
+    """A bar chart of p_k = n_k / sum_j n_j against k for counts (K,), with the
+    perplexity and the number of codes used; written atomically to the PNG ``path``."""
+    from ..plot import check_png_path, new_figure, save_figure
+    path = check_png_path(path, "plot_codebook_usage")
+    counts = np.asarray(counts, dtype=np.float64)
+    p = counts / counts.sum()
+    K = len(counts)
+    fig = new_figure((max(5.0, 0.09 * K + 2.0), 3.2), layout="constrained")
+    ax = fig.add_subplot()
+    ax.bar(np.arange(K), p, width=0.8, color="C0")
+    ax.axhline(1.0 / K, color="C3", lw=0.8, ls="--", label="uniform 1/K")
+    ax.set_xlim(-0.5, K - 0.5)
+    ax.set_xlabel("code k")
+    ax.set_ylabel("fraction of grid vectors p_k")
+    ax.legend(loc="upper right", fontsize=8)
+    where = f" ({title})" if title else ""
+    ax.set_title(f"codebook usage{where}: perplexity {perplexity(counts):.1f} of K = {K}, "
+                 f"{int((counts > 0).sum())} codes used", fontsize=9)
+    return save_figure(fig, path)
