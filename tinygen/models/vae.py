@@ -266,10 +266,16 @@ class VAEExperiment(Experiment):
     def evaluate(self):
         """Test ELBO and the test log-likelihood estimated with the IWAE bound at
         k = eval_k (5000 as in Burda et al.), in nats and bits/dim."""
+        from tqdm import tqdm
         self.model.eval()
         k = self.config.get("eval_k", 5000)
         elbos, bounds = [], []
-        for x, _ in self.test_batches(batch_size=max(1, 20000 // max(k, 1))):
+        batch_size = max(1, 20000 // max(k, 1))
+        n = self.config.get("eval_n", 10000)
+        batches = tqdm(self.test_batches(batch_size=batch_size), total=-(-n // batch_size),
+                       desc=f"test NLL, IWAE k={k}", unit="batch", leave=False,
+                       disable=n * k < 10 ** 6)
+        for x, _ in batches:
             recon, kl = self.model.elbo(x)
             elbos.append((recon - kl).numpy())
             bounds.append(self.model.iwae_bound(x, k).numpy())
