@@ -61,7 +61,7 @@ def test_cvae_decoder_uses_the_label():
 
 def experiment(cls, **overrides):
     return cls({**cls.defaults, "model": cls.name, "dataset": "mnist", "device": "cpu",
-                "seed": 0, "eval_k": 20, "eval_n": 300, **overrides})
+                "seed": 0, "eval_k": 20, "eval_n": 300, "eval_fid": False, **overrides})
 
 
 @needs_mnist

@@ -139,7 +139,7 @@ def test_bernoulli_likelihood_is_the_negative_bce():
 
 def small_experiment(**overrides):
     config = {**VAEExperiment.defaults, "model": "vae", "dataset": "mnist", "device": "cpu",
-              "seed": 0, "eval_k": 50, "eval_n": 200, **overrides}
+              "seed": 0, "eval_k": 50, "eval_n": 200, "eval_fid": False, **overrides}
     return VAEExperiment(config)
 
 

@@ -195,7 +195,7 @@ class VAEExperiment(Experiment):
     defaults = {"latent_dim": 50, "hidden": 200, "network": "mlp", "activation": "tanh",
                 "likelihood": "bernoulli", "beta": 1.0, "k": 1, "batch_size": 100,
                 "lr": 1e-3, "lr_schedule": "cosine", "epochs": 10, "eval_k": 5000,
-                "eval_n": 10000}
+                "eval_n": 10000, "eval_fid": True}
 
     def __init__(self, config):
         super().__init__(config)
@@ -280,9 +280,17 @@ class VAEExperiment(Experiment):
             elbos.append((recon - kl).numpy())
             bounds.append(self.model.iwae_bound(x, k).numpy())
         nll = -float(np.concatenate(bounds).mean())
-        return {"test_elbo": float(np.concatenate(elbos).mean()),
-                f"test_nll_iwae_k{k}": nll, "bits_per_dim": float(bits_per_dim(nll, 784)),
-                "eval_images": int(sum(len(b) for b in bounds))}
+        metrics = {"test_elbo": float(np.concatenate(elbos).mean()),
+                   f"test_nll_iwae_k{k}": nll, "bits_per_dim": float(bits_per_dim(nll, 784)),
+                   "eval_images": int(sum(len(b) for b in bounds))}
+        if self.config.get("eval_fid", True) and self.config["dataset"] in data.DATASETS:
+            # FID (LeNet features) of 10,000 samples; trains the classifier once if needed
+            from .classifier import fid
+            samples = np.concatenate([self.sample(1000) for _ in range(10)])
+            metrics["fid_samples_vs_test"] = fid(samples, self.config["dataset"],
+                                                 device=self.config["device"],
+                                                 data_root=self.config.get("data_root"))
+        return metrics
 
     @no_grad()
     def save_pictures(self, run_dir):
