@@ -35,6 +35,17 @@ def test_registration_by_assignment():
     assert len(list(m.modules())) == 4
 
 
+def test_deleting_attributes():
+    m = TwoLayer()
+    m.note = "plain"
+    del m.note                       # a plain attribute
+    assert not hasattr(m, "note")
+    del m.fc2                        # a child module
+    assert "fc2" not in dict(m.named_children())
+    with pytest.raises(AttributeError):
+        del m.missing
+
+
 def test_shared_parameters_are_listed_once():
     lin = nn.Linear(3, 3)
     m = nn.Sequential(lin, nn.ReLU(), lin)

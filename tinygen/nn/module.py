@@ -80,8 +80,11 @@ class Module:
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def __delattr__(self, name):
-        if not self._forget(name):
-            object.__delattr__(self, name)
+        registered = any(name in self.__dict__.get(r, ()) for r in
+                         ("_parameters", "_buffers", "_modules"))
+        if not registered and name not in self.__dict__:
+            object.__delattr__(self, name)  # raises the usual AttributeError
+        self._forget(name)
 
     def _forget(self, name) -> bool:
         found = False
