@@ -26,11 +26,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import secrets
 
 import numpy as np
 
 from . import backend
+from .files import atomic_write
 from .autograd import Tensor, enable_grad, no_grad
 
 __all__ = ["make_grid", "save_image_grid", "plot_curves", "plot_2d_samples",
@@ -74,24 +74,13 @@ def check_png_path(path, name) -> str:
 
 def save_figure(fig, path) -> str:
     """Write ``fig`` to ``path`` as a PNG at the figure's own dpi, atomically; free it."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    # Same folder as the target, so os.replace is a rename within one file system.
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
     from matplotlib import rc_context
     try:
         # A user's matplotlibrc may ask for tight cropping or transparency: not here,
         # where a grid must keep its exact pixel size.
-        with open(tmp, "xb") as f, rc_context({"savefig.bbox": "standard",
-                                               "savefig.transparent": False}):
+        with atomic_write(path) as f, rc_context({"savefig.bbox": "standard",
+                                                 "savefig.transparent": False}):
             fig.savefig(f, format="png", dpi=fig.dpi, facecolor="white")
-        os.replace(tmp, path)
-    except BaseException:  # KeyboardInterrupt too: never leave the temporary file behind
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
     finally:
         fig.clear()  # drop the artists now; the figure itself is freed with its last reference
     return path

@@ -56,11 +56,11 @@ import errno
 import json
 import math
 import os
-import secrets
 
 import numpy as np
 
 from . import backend
+from .files import atomic_write
 from .autograd import Tensor
 
 __all__ = ["save", "load"]
@@ -100,44 +100,9 @@ def save(obj, path, compress: bool = False) -> None:
     text = json.dumps(manifest, allow_nan=False, separators=(",", ":"))
     arrays[MANIFEST_KEY] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
 
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    # Same directory as the target, so os.replace is a rename within one file system
-    # (atomic), never a copy across devices. Named by hand rather than with tempfile.mkstemp,
-    # whose 0600 permissions would end up on the checkpoint; O_EXCL still guarantees the
-    # name is ours alone.
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        # A file object, not a name: given a name, np.savez would append ".npz" to it.
-        with os.fdopen(fd, "wb") as f:
-            (np.savez_compressed if compress else np.savez)(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())  # the bytes are on the disk before the rename makes them live
-        os.replace(tmp, path)
-    except BaseException:  # KeyboardInterrupt too: never leave the temporary file behind
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_directory(directory)
-
-
-def _fsync_directory(directory):
-    """Make the rename itself durable (POSIX); a best effort where it is not supported."""
-    if os.name != "posix":
-        return
-    try:
-        dfd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
+    # A file object, not a name: given a name, np.savez would append ".npz" to it.
+    with atomic_write(path) as f:
+        (np.savez_compressed if compress else np.savez)(f, **arrays)
 
 
 def _where(keys) -> str:

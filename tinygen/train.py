@@ -29,6 +29,7 @@ import time
 from tqdm import tqdm
 
 from . import __version__, backend
+from .files import atomic_write
 from .random import get_rng_state, manual_seed, set_rng_state
 from .serialization import load, save
 
@@ -132,16 +133,10 @@ def _plain(value):
 
 
 def write_json(path: str, obj) -> None:
-    """Write obj as JSON to a temporary name, then rename: never a half-written file."""
+    """Write obj as JSON, atomically (tinygen.files): never a half-written file."""
     text = json.dumps(obj, indent=2, sort_keys=True, default=_plain) + "\n"
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_write(path, "w") as f:
+        f.write(text)
 
 
 def read_log(run_dir: str) -> list:
@@ -157,11 +152,8 @@ def _truncate_log(run_dir: str, step: int) -> None:
     """Drop log rows after ``step``: a run killed after its last checkpoint logged steps
     that the resumed run will do again."""
     rows = [r for r in read_log(run_dir) if r["step"] <= step]
-    path = os.path.join(run_dir, LOG)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    with atomic_write(os.path.join(run_dir, LOG), "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
-    os.replace(tmp, path)
 
 
 def save_checkpoint(experiment: Experiment, loader, run_dir: str, step: int) -> str:

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import os
-import tempfile
 import urllib.error
 import urllib.request
 from collections import namedtuple
 from pathlib import Path
+
+from ..files import atomic_write
 
 __all__ = ["MIRRORS", "FILES", "FileInfo", "ChecksumError", "download_file", "fetch"]
 
@@ -97,12 +97,12 @@ def download_file(url, dest, expected: FileInfo, progress=True, timeout=None) ->
     """
     dest = Path(dest)
     timeout = TIMEOUT_S if timeout is None else timeout  # seconds without data before giving up
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        md5, sha256, size = hashlib.md5(), hashlib.sha256(), 0
-        request = urllib.request.Request(url, headers={"User-Agent": "tinygen"})
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as r:
+    md5, sha256, size = hashlib.md5(), hashlib.sha256(), 0
+    request = urllib.request.Request(url, headers={"User-Agent": "tinygen"})
+    # The file becomes `dest` only if the block ends without an error: a partial or
+    # wrong download (a ChecksumError below) leaves nothing under the final name.
+    with atomic_write(dest, suffix=".part") as out:
+        with urllib.request.urlopen(request, timeout=timeout) as r:
             from tqdm.auto import tqdm  # here, not at the top: most runs never download
             total = r.headers.get("Content-Length")
             with tqdm(total=int(total) if total and total.isdigit() else expected.size,
@@ -121,8 +121,6 @@ def download_file(url, dest, expected: FileInfo, progress=True, timeout=None) ->
                     bar.update(len(chunk))
                     if size > expected.size:
                         break
-            out.flush()
-            os.fsync(out.fileno())
         if size > expected.size:
             raise ChecksumError(f"{url}: more than {expected.size} bytes, the size of the "
                                 "published file")
@@ -133,13 +131,6 @@ def download_file(url, dest, expected: FileInfo, progress=True, timeout=None) ->
             if digest.hexdigest() != want:
                 raise ChecksumError(f"{url}: {name} {digest.hexdigest()} differs from the "
                                     f"published {want}")
-        os.replace(tmp, dest)
-    except BaseException:  # KeyboardInterrupt too: never leave the partial file behind
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
     return dest
 
 
