@@ -20,8 +20,9 @@ back down, with tanh hidden layers.
 """
 from __future__ import annotations
 
-from .. import nn, no_grad, randn
+from .. import nn, no_grad, optim, randn
 from ..nn import functional as F
+from ..train import Experiment
 from . import register
 from .networks import mlp
 from .vae import (ACTIVATIONS, LOG_2PI, VAEExperiment, gaussian_log_density,
@@ -117,9 +118,7 @@ class HierarchicalVAEExperiment(VAEExperiment):
                 "eval_k": 5000, "eval_n": 10000, "eval_fid": True}
 
     def __init__(self, config):
-        from ..train import Experiment
-        from .. import optim
-        Experiment.__init__(self, config)
+        Experiment.__init__(self, config)  # not VAEExperiment's: another model
         self.model = HierarchicalVAE((config["latent_dim"], config["top_dim"]),
                                      (config["hidden"], config["top_hidden"]),
                                      config["activation"]).to(config["device"])
