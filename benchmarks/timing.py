@@ -18,18 +18,28 @@ def _synchronizer(framework, device):
     return cupy.cuda.Device().synchronize
 
 
-def median_step_time(step, sync, repeat, warmup):
-    """The median wall time of one step, in seconds, after ``warmup`` untimed steps."""
-    for _ in range(warmup):
-        step()
-    sync()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def median_step_times(steps, syncs, repeat, warmup, rounds=3):
+    """The median wall time of one step of each of ``steps``, in seconds.
+
+    The frameworks take turns in ``rounds`` blocks (a a a, b b b, a a a, ...), each block
+    starting with ``warmup`` untimed steps, so a machine that slows down or speeds up
+    during the run (a shared host) moves both figures alike. Blocks, not single steps:
+    right after one framework's step its idle threads still spin on the cores for a
+    moment and would slow the other's next step.
+    """
+    times = [[] for _ in steps]
+    for r in range(rounds):
+        n = repeat // rounds + (r < repeat % rounds)
+        for step, sync, t in zip(steps, syncs, times):
+            for _ in range(warmup):
+                step()
+            sync()
+            for _ in range(n):
+                t0 = time.perf_counter()
+                step()
+                sync()
+                t.append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
 
 
 def _torch(threads):
@@ -59,12 +69,12 @@ def run_table(args):
     results = {}
     for name in names:
         module = WORKLOADS[name]
-        t_tg = median_step_time(module.tinygen_step(args.device), _synchronizer("tinygen", args.device),
-                                args.repeat, args.warmup)
-        t_torch = None
+        steps = [module.tinygen_step(args.device)]
+        syncs = [_synchronizer("tinygen", args.device)]
         if torch is not None:
-            t_torch = median_step_time(module.torch_step(args.device),
-                                       _synchronizer("torch", args.device), args.repeat, args.warmup)
+            steps.append(module.torch_step(args.device))
+            syncs.append(_synchronizer("torch", args.device))
+        t_tg, t_torch = (median_step_times(steps, syncs, args.repeat, args.warmup) + [None])[:2]
         results[name] = (t_tg, t_torch)
         ratio = f"{t_tg / t_torch:8.2f}" if t_torch else f"{'-':>8}"
         torch_ms = f"{t_torch * 1e3:12.1f}" if t_torch else f"{'-':>12}"

@@ -105,3 +105,30 @@ def test_transposed_convolution_with_output_padding_beyond_the_stride():
     f = lambda x, w: F.conv_transpose2d(x, w, dilation=(1, 2), output_padding=(0, 1))  # noqa: E731
     np.testing.assert_array_equal(f(x, w).numpy(), [[[[3.0, 6.0, 0.0]]]])
     assert tg.gradcheck(f, [x, w]) and tg.gradgradcheck(f, [x, w])
+
+
+@pytest.mark.parametrize("geometry", [
+    dict(kernel=(4, 4), stride=2, padding=1, output_padding=0, dilation=1),    # DCGAN, U-Net
+    dict(kernel=(3, 3), stride=2, padding=1, output_padding=1, dilation=1),    # k not a multiple of s
+    dict(kernel=(5, 2), stride=(3, 2), padding=(4, 0), output_padding=(2, 1), dilation=1),
+    dict(kernel=(1, 1), stride=2, padding=0, output_padding=0, dilation=1),    # k < s
+    dict(kernel=(3, 3), stride=2, padding=1, output_padding=1, dilation=2),    # fold
+    dict(kernel=(3, 3), stride=1, padding=1, output_padding=0, dilation=1),    # a conv2d
+])
+def test_every_route_of_the_transposed_convolution_matches_naive(geometry):
+    """Stride > 1 goes by phases (sub-pixel), dilated strides by fold, stride 1 by a
+    flipped convolution: each against the definition, values and gradients."""
+    g = geometry
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 4, 5, 6))
+    w = rng.standard_normal((4, 3) + g["kernel"])
+    b = rng.standard_normal(6)
+    pair = lambda v: v if isinstance(v, tuple) else (v, v)  # noqa: E731
+    args = [pair(g[k]) for k in ("stride", "padding", "output_padding")]
+    y = F.conv_transpose2d(tg.tensor(x), tg.tensor(w), tg.tensor(b), *args, 2, g["dilation"])
+    ref = naive_conv_transpose2d(x, w, b, *args, pair(g["dilation"]), 2)
+    np.testing.assert_allclose(y.numpy(), ref, atol=1e-12)
+    f = lambda x, w: F.conv_transpose2d(x, w, None, *args, 2, g["dilation"])  # noqa: E731
+    xs = tg.tensor(x[:1, :, :3, :4], requires_grad=True)
+    ws = tg.tensor(w, requires_grad=True)
+    assert tg.gradcheck(f, [xs, ws]) and tg.gradgradcheck(f, [xs, ws])
