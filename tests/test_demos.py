@@ -1,0 +1,31 @@
+"""The model demos run from start to finish (one short epoch on a few hundred images)
+and write the pictures they promise."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+needs_mnist = pytest.mark.skipif(not os.environ.get("TINYGEN_DATA"),
+                                 reason="needs MNIST: set TINYGEN_DATA to the data folder")
+DEMOS = os.path.join(os.path.dirname(__file__), os.pardir, "demos")
+
+
+@needs_mnist
+@pytest.mark.parametrize("demo, extra, pictures", [
+    ("vae_mnist.py", ["--latent-dim", "2", "--eval-n", "10", "--eval-k", "50"],
+     ["samples.png", "reconstructions.png", "manifold.png"]),
+    ("vae_mnist.py", ["--k", "5", "--eval-n", "10", "--eval-k", "50"], ["samples.png"]),
+    ("cvae_mnist.py", [], ["class_rows.png"]),
+    ("dae_mnist.py", ["--noise", "gaussian", "--noise-level", "0.3"], ["denoising.png"]),
+    ("vqvae_mnist.py", ["--ema"], ["reconstructions.png", "codebook_usage.png"]),
+])
+def test_demo_runs_and_writes_its_pictures(demo, extra, pictures, tmp_path):
+    out = tmp_path / "run"
+    result = subprocess.run([sys.executable, os.path.join(DEMOS, demo), "--epochs", "1",
+                             "--train-images", "300", "--out", str(out), *extra],
+                            capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "MPLBACKEND": "Agg"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    for name in pictures:
+        assert (out / name).stat().st_size > 1000, name
