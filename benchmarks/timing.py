@@ -25,12 +25,14 @@ def median_step_times(steps, syncs, repeat, warmup, rounds=3):
     starting with ``warmup`` untimed steps, so a machine that slows down or speeds up
     during the run (a shared host) moves both figures alike. Blocks, not single steps:
     right after one framework's step its idle threads still spin on the cores for a
-    moment and would slow the other's next step.
+    moment (OpenBLAS's for about 0.1 s) and would slow the other's next step, so each
+    block also starts after a pause that lets them fall asleep.
     """
     times = [[] for _ in steps]
     for r in range(rounds):
         n = repeat // rounds + (r < repeat % rounds)
         for step, sync, t in zip(steps, syncs, times):
+            time.sleep(0.5)
             for _ in range(warmup):
                 step()
             sync()
