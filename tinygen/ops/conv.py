@@ -73,16 +73,40 @@ def _unfold_array(x, kernel_size, stride, padding, dilation, pad_value=0.0):
     N, C, H, W = x.shape
     Ho = conv_output_size(H, kh, sh, ph, dh)
     Wo = conv_output_size(W, kw, sw, pw, dw)
-    if ph or pw:
-        x = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=pad_value)
-    sN, sC, sH, sW = x.strides
-    windows = _as_strided(xp, x, (C, kh, kw, N, Ho, Wo),
-                          (sC, sH * dh, sW * dw, sN, sH * sh, sW * sw))
     if xp is not np:
+        if ph or pw:
+            x = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=pad_value)
+        sN, sC, sH, sW = x.strides
+        windows = _as_strided(xp, x, (C, kh, kw, N, Ho, Wo),
+                              (sC, sH * dh, sW * dw, sN, sH * sh, sW * sw))
         return xp.ascontiguousarray(windows)  # the one copy
-    cols = np.empty(windows.shape, dtype=x.dtype)  # the one copy, channels on all cores
-    _by_channel(lambda c: np.copyto(cols[c], windows[c]), C)
+    # On the CPU, no padded copy of x: each kernel offset copies the window positions
+    # that fall inside x and fills the others with the padding value.
+    cols = np.empty((C, kh, kw, N, Ho, Wo), dtype=x.dtype)
+    offsets = [(p, q, _inside(p * dh - ph, sh, H, Ho), _inside(q * dw - pw, sw, W, Wo))
+               for p in range(kh) for q in range(kw)]
+
+    def copy_channels(c):  # the one copy, a range of channels per core
+        for p, q, (i0, i1, r0), (j0, j1, s0) in offsets:
+            out = cols[c, p, q]
+            if i0 > 0 or i1 < Ho or j0 > 0 or j1 < Wo:
+                out[...] = pad_value
+            if i1 > i0 and j1 > j0:
+                rows = slice(r0, r0 + sh * (i1 - i0 - 1) + 1, sh)
+                columns = slice(s0, s0 + sw * (j1 - j0 - 1) + 1, sw)
+                np.copyto(out[:, :, i0:i1, j0:j1],
+                          x[:, c, rows, columns].transpose(1, 0, 2, 3))
+    _by_channel(copy_channels, C)
     return cols
+
+
+def _inside(start, stride, size, count):
+    """Output positions i in [0, count) whose input position start + stride i lies in
+    [0, size): (first i, last i + 1, the input position of the first)."""
+    first = max(0, -(start // stride)) if start < 0 else 0
+    last = min(count, (size - 1 - start) // stride + 1) if size - 1 >= start else 0
+    first = min(first, last)
+    return first, last, start + stride * first
 
 
 class Unfold(Function):
@@ -366,8 +390,12 @@ def _conv_transpose2d_by_phase(x, weight, s, p, output_size, G):
     # The windows: q runs over q0 .. q1, the q of the first and last output pixel.
     q0h, q0w = ph // sh, pw // sw
     Qh, Qw = (Ho - 1 + ph) // sh - q0h + 1, (Wo - 1 + pw) // sw - q0w + 1
-    x = _pad_or_crop(x, (Th - 1 - q0h, Qh + q0h - H), (Tw - 1 - q0w, Qw + q0w - W))
-    cols = reshape(unfold(x, (Th, Tw)), (G, Cin // G * Th * Tw, N * Qh * Qw))
+    rows, columns = (Th - 1 - q0h, Qh + q0h - H), (Tw - 1 - q0w, Qw + q0w - W)
+    # unfold pads both sides alike without a padded copy; the rest by _pad_or_crop
+    both = max(0, min(rows)), max(0, min(columns))
+    x = _pad_or_crop(x, (rows[0] - both[0], rows[1] - both[0]),
+                     (columns[0] - both[1], columns[1] - both[1]))
+    cols = reshape(unfold(x, (Th, Tw), padding=both), (G, Cin // G * Th * Tw, N * Qh * Qw))
     z = reshape(matmul(w, cols), (G, sh, sw, Cog, N, Qh, Qw))
     z = reshape(transpose(z, (1, 2, 0, 3, 4, 5, 6)), (sh, sw, G * Cog, N, Qh, Qw))  # a view
     return InterleavePhases.apply(z, offset=(ph % sh, pw % sw), output_size=output_size)
