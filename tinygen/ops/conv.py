@@ -15,7 +15,7 @@ is then a single matrix product, y = W_mat X_col with W_mat = W reshaped to
 ``fold`` is the adjoint of ``unfold``: it adds every column entry back onto the input
 position it was read from, so dL/dx = fold(dL/dX_col). That is exactly a transposed
 convolution, and ``conv_transpose2d`` is fold(W_mat^T x) by definition; with a stride it
-is computed by phases instead (see _conv_transpose2d_by_phase). Because unfold and fold are
+is computed by phases instead (see ConvTranspose2dByPhase). Because unfold and fold are
 each other's backward, every gradient here is differentiable again (a gradient penalty
 through a convolutional critic works).
 
@@ -43,7 +43,7 @@ import numpy as np
 from .. import backend, parallel
 from ..autograd import Function, Tensor, as_tensor, is_grad_enabled
 from .reduce import max as _max, mean as _mean
-from .shape import pad, reshape, transpose
+from .shape import reshape, transpose
 from .linalg import matmul
 
 
@@ -342,7 +342,8 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
             Cog * G * kh * kw):
         # stride > 1: by phases, whose columns hold C_in ceil(k / s)^2 values per input
         # pixel where fold's hold C_out k^2 (e.g. not for a last layer down to 1 channel)
-        y = _conv_transpose2d_by_phase(x, weight, s, p, (Ho, Wo), G)
+        y = ConvTranspose2dByPhase.apply(x, weight, stride=s, padding=p, output_size=(Ho, Wo),
+                                         groups=G)
     else:
         y = _conv_transpose2d_by_fold(x, weight, s, p, d, (Ho, Wo), G)
     if bias is not None:
@@ -362,8 +363,10 @@ def _conv_transpose2d_by_fold(x, weight, s, p, d, output_size, G):
     return fold(cols, output_size, (kh, kw), s, p, d)
 
 
-def _conv_transpose2d_by_phase(x, weight, s, p, output_size, G):
-    """The sub-pixel form of a transposed convolution with stride s > 1 (dilation 1).
+class ConvTranspose2dByPhase(Function):
+    """y = conv_transpose2d(x, W) without bias, stride s > 1 and dilation 1, computed by
+    phases (the sub-pixel form). x (N, C_in, H, W), W (C_in, C_out / G, kh, kw) ->
+    y (N, C_out, Ho, Wo).
 
     Along one axis, y[i] = sum_{h, k : s h + k - p = i} W[k] x[h]. Write i + p = s q + r
     with the phase r in [0, s): then k = s (q - h) + r, so the output pixels of one
@@ -375,89 +378,88 @@ def _conv_transpose2d_by_phase(x, weight, s, p, output_size, G):
     That is an ordinary stride-1 correlation of x with a T-tap kernel, one per phase.
     All s*s phases read the same T x T windows of x, so one unfold of x and one matrix
     product with the phase kernels stacked as rows compute every output pixel, already
-    summed; interleaving the phases (a "pixel shuffle") places them. Nothing is added
-    up afterwards, unlike fold, whose k^2 strided additions dominate a stride-2 layer.
+    summed; interleaving the phases places them. Nothing is added up afterwards, unlike
+    fold, whose k^2 strided additions dominate a stride-2 layer.
+
+    Backward: y is the input gradient of conv2d(., W) with the same geometry, so its
+    adjoint gives dL/dx = conv2d(dL/dy, W), and dL/dW = conv2d_weight(dL/dy, x) (x
+    playing the output gradient). Both read the same columns of dL/dy, unfolded once.
     """
-    (sh, sw), (ph, pw), (Ho, Wo) = s, p, output_size
-    N, Cin, H, W = x.shape
-    _, Cog, kh, kw = weight.shape
-    Th, Tw = _ceil_div(kh, sh), _ceil_div(kw, sw)
-    # The kernel padded with zero taps to T s, split as k = s j + r, and each phase's taps
-    # put in window order (tap t of a window over x[q-T+1 .. q] is offset j = T-1-t).
-    w = pad(weight, ((0, 0), (0, 0), (0, Th * sh - kh), (0, Tw * sw - kw)))
-    w = reshape(w, (G, Cin // G, Cog, Th, sh, Tw, sw)).flip((3, 5))
-    w = reshape(transpose(w, (0, 4, 6, 2, 1, 3, 5)), (G, sh * sw * Cog, Cin // G * Th * Tw))
-    # The windows: q runs over q0 .. q1, the q of the first and last output pixel.
-    q0h, q0w = ph // sh, pw // sw
-    Qh, Qw = (Ho - 1 + ph) // sh - q0h + 1, (Wo - 1 + pw) // sw - q0w + 1
-    rows, columns = (Th - 1 - q0h, Qh + q0h - H), (Tw - 1 - q0w, Qw + q0w - W)
-    # unfold pads both sides alike without a padded copy; the rest by _pad_or_crop
-    both = max(0, min(rows)), max(0, min(columns))
-    x = _pad_or_crop(x, (rows[0] - both[0], rows[1] - both[0]),
-                     (columns[0] - both[1], columns[1] - both[1]))
-    cols = reshape(unfold(x, (Th, Tw), padding=both), (G, Cin // G * Th * Tw, N * Qh * Qw))
-    z = reshape(matmul(w, cols), (G, sh, sw, Cog, N, Qh, Qw))
-    z = reshape(transpose(z, (1, 2, 0, 3, 4, 5, 6)), (sh, sw, G * Cog, N, Qh, Qw))  # a view
-    return InterleavePhases.apply(z, offset=(ph % sh, pw % sw), output_size=output_size)
 
-
-def _phase_slices(phases_shape, offset, output_size):
-    """For each phase (a, b): the output pixels (a strided slice of y) and the window
-    positions (a slice of q - q0) that hold them. Pixel u = s (q - q0) + r of the
-    interleaved grid is y[u - offset], offset = p mod s."""
-    sh, sw, _, _, Qh, Qw = phases_shape
-    for a in range(sh):
-        for b in range(sw):
-            rows = slice((a - offset[0]) % sh, output_size[0], sh)
-            columns = slice((b - offset[1]) % sw, output_size[1], sw)
-            qa = (rows.start + offset[0] - a) // sh
-            qb = (columns.start + offset[1] - b) // sw
-            n_rows = len(range(*rows.indices(output_size[0])))
-            n_columns = len(range(*columns.indices(output_size[1])))
-            yield a, b, (rows, columns), (slice(qa, qa + n_rows), slice(qb, qb + n_columns))
-
-
-class InterleavePhases(Function):
-    """phases z (sh, sw, C, N, Qh, Qw) -> y (N, C, Ho, Wo): the pixels of phase (a, b) go
-    to the rows a, a + sh, ... and columns b, b + sw, ... (shifted by ``offset``) of y.
-    One strided copy per phase: a transpose-and-reshape of z does the same several
-    times slower. y is a (C, N)-ordered array seen as NCHW, like conv2d's output."""
-
-    def forward(self, z, offset, output_size):
-        xp = backend.get_array_module(z)
-        self.geometry = z.shape, offset, output_size
-        y = xp.empty((z.shape[2], z.shape[3]) + tuple(output_size), dtype=z.dtype)
-        for a, b, out, q in _phase_slices(z.shape, offset, output_size):
-            y[:, :, out[0], out[1]] = z[a, b, :, :, q[0], q[1]]
+    def forward(self, x, w, stride, padding, output_size, groups):
+        self.geometry = stride, padding, groups
+        xp = backend.get_array_module(x)
+        (sh, sw), (ph, pw), (Ho, Wo), G = stride, padding, output_size, groups
+        N, Cin, H, W = x.shape
+        _, Cog, kh, kw = w.shape
+        Th, Tw = _ceil_div(kh, sh), _ceil_div(kw, sw)
+        # The kernel padded with zero taps to T s, split as k = s j + r, each phase's taps
+        # put in window order (tap t of a window over x[q-T+1 .. q] is offset j = T-1-t).
+        wp = xp.zeros((Cin, Cog, Th * sh, Tw * sw), dtype=w.dtype)
+        wp[:, :, :kh, :kw] = w
+        wp = wp.reshape(G, Cin // G, Cog, Th, sh, Tw, sw)[:, :, :, ::-1, :, ::-1]
+        w_phases = wp.transpose(0, 4, 6, 2, 1, 3, 5).reshape(G, sh * sw * Cog, -1)
+        # The windows: q runs over q0 .. q1, the q of the first and last output pixel;
+        # x is padded (or cut) so that window q covers x[q-T+1 .. q].
+        q0h, q0w = ph // sh, pw // sw
+        Qh, Qw = (Ho - 1 + ph) // sh - q0h + 1, (Wo - 1 + pw) // sw - q0w + 1
+        rows, columns = (Th - 1 - q0h, Qh + q0h - H), (Tw - 1 - q0w, Qw + q0w - W)
+        both = max(0, min(rows)), max(0, min(columns))  # unfold pads both sides alike
+        x = _pad_or_crop_array(x, (rows[0] - both[0], rows[1] - both[0]),
+                               (columns[0] - both[1], columns[1] - both[1]))
+        cols = _unfold_array(x, (Th, Tw), (1, 1), both, (1, 1))        # (Cin, Th, Tw, N, Qh, Qw)
+        z = w_phases @ cols.reshape(G, Cin // G * Th * Tw, N * Qh * Qw)
+        z = z.reshape(G, sh, sw, Cog, N, Qh, Qw).transpose(1, 2, 0, 3, 4, 5, 6)
+        z = z.reshape(sh, sw, G * Cog, N, Qh, Qw)
+        # Interleave: one strided copy per phase into a (C, N)-ordered array seen as NCHW
+        # (a transpose-and-reshape does the same several times slower).
+        y = xp.empty((G * Cog, N, Ho, Wo), dtype=z.dtype)
+        for a in range(sh):
+            for b in range(sw):
+                out_rows, qa = _phase_positions(a, ph, sh, Ho)
+                out_columns, qb = _phase_positions(b, pw, sw, Wo)
+                y[:, :, out_rows, out_columns] = z[a, b, :, :, qa, qb]
         return y.transpose(1, 0, 2, 3)
 
     def backward(self, g):
-        return DeinterleavePhases.apply(g, geometry=self.geometry)
+        x, w = self.inputs
+        stride, padding, groups = self.geometry
+        gx = gw = None
+        if is_grad_enabled():  # create_graph: both as differentiable ops
+            if self.needs_input_grad[0]:
+                gx = conv2d(g, w, None, stride, padding, 1, groups)
+            if self.needs_input_grad[1]:
+                gw = conv2d_weight(g, x, w.shape, stride, padding, 1, groups)
+            return gx, gw
+        # plain backward: one unfold of dL/dy serves both products
+        Cin, Cog, kh, kw = w.shape
+        G, N, (H, W) = groups, x.shape[0], x.shape[2:]
+        cols = _unfold_array(g.data, (kh, kw), stride, padding, (1, 1))  # (Cout, kh, kw, N, H, W)
+        cols = cols.reshape(G, Cog * kh * kw, N * H * W)
+        if self.needs_input_grad[0]:
+            gx = w.data.reshape(G, Cin // G, Cog * kh * kw) @ cols           # (G, Cin/G, NHW)
+            gx = Tensor(gx.reshape(Cin, N, H, W).transpose(1, 0, 2, 3))
+        if self.needs_input_grad[1]:
+            xp = backend.get_array_module(x.data)
+            x_mat = xp.ascontiguousarray(x.data.transpose(1, 0, 2, 3)).reshape(G, Cin // G, -1)
+            gw = Tensor((x_mat @ cols.transpose(0, 2, 1)).reshape(w.shape))
+        return gx, gw
 
 
-class DeinterleavePhases(Function):
-    """The adjoint of InterleavePhases: y (N, C, Ho, Wo) -> its phases (sh, sw, C, N,
-    Qh, Qw), zero where a window position holds no output pixel."""
-
-    def forward(self, y, geometry):
-        xp = backend.get_array_module(y)
-        self.geometry = geometry
-        z = xp.zeros(geometry[0], dtype=y.dtype)
-        y = y.transpose(1, 0, 2, 3)
-        for a, b, out, q in _phase_slices(*geometry):
-            z[a, b, :, :, q[0], q[1]] = y[:, :, out[0], out[1]]
-        return z
-
-    def backward(self, g):
-        _, offset, output_size = self.geometry
-        return InterleavePhases.apply(g, offset=offset, output_size=output_size)
+def _phase_positions(r, p, s, size):
+    """The output positions i (a strided slice of 0 .. size - 1) of phase r, those with
+    (i + p) mod s = r, and the window positions q - q0 (a slice) that compute them."""
+    first = (r - p) % s
+    count = len(range(first, size, s))
+    q = (first + p - r) // s - p // s
+    return slice(first, size, s), slice(q, q + count)
 
 
 def _ceil_div(a, b):
     return -(-a // b)
 
 
-def _pad_or_crop(x, rows, columns):
+def _pad_or_crop_array(x, rows, columns):
     """x (N, C, H, W) with (before, after) rows and columns added as zeros, or cut
     off where negative."""
     (top, bottom), (left, right) = rows, columns
@@ -465,7 +467,9 @@ def _pad_or_crop(x, rows, columns):
     if min(top, bottom, left, right) < 0:
         x = x[:, :, max(-top, 0):H - max(-bottom, 0), max(-left, 0):W - max(-right, 0)]
     if max(top, bottom, left, right) > 0:
-        x = pad(x, ((0, 0), (0, 0), (max(top, 0), max(bottom, 0)), (max(left, 0), max(right, 0))))
+        xp = backend.get_array_module(x)
+        x = xp.pad(x, ((0, 0), (0, 0), (max(top, 0), max(bottom, 0)),
+                       (max(left, 0), max(right, 0))))
     return x
 
 
