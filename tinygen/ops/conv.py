@@ -29,8 +29,9 @@ fastest form and still be differentiated again:
   input and output channels swapped (padding d (k - 1) - p), which needs no fold and
   gives the matrix product a longer inner dimension: the fastest route on a CPU.
 
-unfold reads the input through a strided view (no copy) and copies it once into the
-column matrix. fold loops over the kh*kw kernel offsets, adding one strided slice at a
+unfold copies the input once into the column matrix, one kernel offset at a time, each
+a strided view of x (on the CPU without a padded copy of x first: the padding is filled
+in place). fold loops over the kh*kw kernel offsets, adding one strided slice at a
 time: kh*kw vectorised additions, never an element-wise scatter.
 
 Layout: the column tensor is (C, kh, kw, N, Ho, Wo), so that reshaping it to
