@@ -18,7 +18,7 @@ def _synchronizer(framework, device):
     return cupy.cuda.Device().synchronize
 
 
-def median_step_times(steps, syncs, repeat, warmup, rounds=3):
+def median_step_times(steps, syncs, repeat, warmup, rounds=3, pause=0.5):
     """The median wall time of one step of each of ``steps``, in seconds.
 
     The frameworks take turns in ``rounds`` blocks (a a a, b b b, a a a, ...), each block
@@ -26,13 +26,13 @@ def median_step_times(steps, syncs, repeat, warmup, rounds=3):
     during the run (a shared host) moves both figures alike. Blocks, not single steps:
     right after one framework's step its idle threads still spin on the cores for a
     moment (OpenBLAS's for about 0.1 s) and would slow the other's next step, so each
-    block also starts after a pause that lets them fall asleep.
+    block also starts after ``pause`` seconds that let them fall asleep.
     """
     times = [[] for _ in steps]
     for r in range(rounds):
         n = repeat // rounds + (r < repeat % rounds)
         for step, sync, t in zip(steps, syncs, times):
-            time.sleep(0.5)
+            time.sleep(pause)
             for _ in range(warmup):
                 step()
             sync()
