@@ -76,7 +76,8 @@ def run_table(args):
         if torch is not None:
             steps.append(module.torch_step(args.device))
             syncs.append(_synchronizer("torch", args.device))
-        t_tg, t_torch = (median_step_times(steps, syncs, args.repeat, args.warmup) + [None])[:2]
+        times = median_step_times(steps, syncs, args.repeat, args.warmup)
+        t_tg, t_torch = times[0], (times[1] if torch is not None else None)
         results[name] = (t_tg, t_torch)
         ratio = f"{t_tg / t_torch:8.2f}" if t_torch else f"{'-':>8}"
         torch_ms = f"{t_torch * 1e3:12.1f}" if t_torch else f"{'-':>12}"

@@ -1,7 +1,8 @@
 """Train a denoising autoencoder on MNIST, top to bottom (what `tinygen train dae` does,
 with the pieces in plain sight).
 
-Run:  TINYGEN_DATA=path/to/data python demos/dae_mnist.py [--epochs 5] [--noise masking] [--noise-level 0.5]
+Run:  TINYGEN_DATA=path/to/data python demos/dae_mnist.py [--epochs 5]
+          [--noise masking|gaussian] [--noise-level 0.5]
 It prints the reconstruction error of corrupted test images against the clean ones,
 next to that of the corrupted images themselves, and writes denoising.png.
 """
@@ -45,7 +46,8 @@ opt = optim.Adam(dae.parameters(), lr=1e-3)
 for epoch in range(args.epochs):
     progress = tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}")
     for x in progress:
-        loss = dae.losses(x, dae.corrupt(x))["loss"]
+        x_tilde = dae.corrupt(x)
+        loss = dae.losses(x, x_tilde)["loss"]
         opt.zero_grad()
         loss.backward()
         opt.step()

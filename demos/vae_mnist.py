@@ -19,9 +19,11 @@ from tinygen.plot import save_image_grid
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--epochs", type=int, default=10)
-parser.add_argument("--k", type=int, default=1, help="importance samples: 1 = ELBO (VAE), >1 = IWAE")
+parser.add_argument("--k", type=int, default=1,
+                    help="importance samples: 1 = ELBO (VAE), >1 = IWAE")
 parser.add_argument("--latent-dim", type=int, default=50)
-parser.add_argument("--eval-k", type=int, default=1000, help="k of the test log-likelihood estimate")
+parser.add_argument("--eval-k", type=int, default=1000,
+                    help="k of the test log-likelihood estimate")
 parser.add_argument("--eval-n", type=int, default=1000, help="test images it is estimated on")
 parser.add_argument("--train-images", type=int, default=60000, help="fewer for a quick trial")
 parser.add_argument("--device", default="cpu")
@@ -73,7 +75,6 @@ print(f"test ELBO {np.concatenate(elbos).mean():.2f} nats; "
 
 # Pictures: samples x ~ p(x|z) p(z) (drawn as the means of p(x|z)), reconstructions of
 # test digits from mu(x), and for a 2-D latent space the decoded grid of z.
-os.makedirs(args.out, exist_ok=True)
 with tg.no_grad():
     save_image_grid(vae.sample(64, args.device), os.path.join(args.out, "samples.png"))
     x = tg.tensor(x_test[:32], device=args.device)
@@ -82,6 +83,7 @@ with tg.no_grad():
     save_image_grid(pairs, os.path.join(args.out, "reconstructions.png"), nrow=16)
     if args.latent_dim == 2:  # z on a grid of quantiles of N(0, 1), decoded
         q = [NormalDist().inv_cdf(p) for p in np.linspace(0.05, 0.95, 15)]
-        z = tg.tensor(np.array([[a, b] for b in q[::-1] for a in q], np.float32), device=args.device)
+        z = np.array([[a, b] for b in q[::-1] for a in q], np.float32)     # (225, 2)
+        z = tg.tensor(z, device=args.device)
         save_image_grid(vae.mean(vae.decode(z)), os.path.join(args.out, "manifold.png"), nrow=15)
 print(f"wrote the pictures to {args.out}")

@@ -109,7 +109,7 @@ def test_transposed_convolution_with_output_padding_beyond_the_stride():
 
 @pytest.mark.parametrize("geometry", [
     dict(kernel=(4, 4), stride=2, padding=1, output_padding=0, dilation=1),    # DCGAN, U-Net
-    dict(kernel=(3, 3), stride=2, padding=1, output_padding=1, dilation=1),    # k not a multiple of s
+    dict(kernel=(3, 3), stride=2, padding=1, output_padding=1, dilation=1),    # k % s != 0
     dict(kernel=(5, 2), stride=(3, 2), padding=(4, 0), output_padding=(2, 1), dilation=1),
     dict(kernel=(1, 1), stride=2, padding=0, output_padding=0, dilation=1),    # k < s
     dict(kernel=(3, 3), stride=2, padding=1, output_padding=1, dilation=2),    # fold
