@@ -10,6 +10,7 @@ import tinygen as tg
 from tinygen import data
 from tinygen.models.cvae import ConditionalVAE, ConditionalVAEExperiment
 from tinygen.models.hvae import HierarchicalVAE, HierarchicalVAEExperiment
+from tinygen.models.vae import VAE
 from tinygen.train import fit
 
 needs_mnist = pytest.mark.skipif(not os.environ.get("TINYGEN_DATA"),
@@ -46,6 +47,24 @@ def test_hvae_elbo_terms_add_up_to_the_log_weight():
     log_w = model.log_weights(x, 1)[0]
     np.testing.assert_allclose((recon - kl).numpy(), log_w.numpy(), rtol=1e-5)
     assert model.sample(3).shape == (3, 1, 28, 28)
+
+
+@pytest.mark.parametrize("kind", ["vae", "hvae"])
+def test_untrained_decoder_gives_each_pixel_its_frequency_in_the_data(kind):
+    """init_output_bias(mean image): with the last layer's weights at zero, p(x|z) is the
+    model of independent pixels with the data's frequencies (clipped to [0.001, 0.999]),
+    whatever z; so the bias alone carries them."""
+    tg.manual_seed(0)
+    model = VAE(8, 32) if kind == "vae" else HierarchicalVAE((8, 4), (32, 16))
+    last = model.decoder[-1] if kind == "vae" else model.p_x[-1]
+    x_mean = np.random.default_rng(0).random(784)
+    x_mean[:3] = (0.0, 1.0, 0.5)
+    model.init_output_bias(x_mean)
+    last.weight.data[...] = 0
+    z = tg.randn(5, model.latent_dim)
+    probs = model.decode(z).sigmoid().numpy()
+    np.testing.assert_allclose(probs, np.broadcast_to(np.clip(x_mean, 1e-3, 1 - 1e-3),
+                                                      probs.shape), rtol=1e-5)
 
 
 def test_cvae_decoder_uses_the_label():

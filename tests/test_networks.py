@@ -1,4 +1,5 @@
 """The shared networks: shapes both ways, and a clear error for an unknown kind."""
+import numpy as np
 import pytest
 
 import tinygen as tg
@@ -26,3 +27,15 @@ def test_encoders_and_decoders_map_images_and_codes(kind, device):
     assert x.grad.shape == x.shape
     with pytest.raises(ValueError, match="'mlp' or 'conv'"):
         networks.encoder("resnet", 4)
+
+
+def test_glorot_init_draws_within_its_bound_and_zeroes_biases():
+    tg.manual_seed(0)
+    net = networks.glorot_init_(networks.mlp([784, 200, 50]))
+    for layer in (net[0], net[2]):
+        w = layer.weight.numpy()
+        bound = np.sqrt(6 / sum(w.shape))
+        assert np.abs(w).max() <= bound
+        # uniform on (-a, a): standard deviation a / sqrt(3), not PyTorch's narrower one
+        np.testing.assert_allclose(w.std(), bound / np.sqrt(3), rtol=0.02)
+        assert not layer.bias.numpy().any()

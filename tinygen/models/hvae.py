@@ -24,9 +24,9 @@ from .. import nn, no_grad, optim, randn
 from ..nn import functional as F
 from ..train import Experiment
 from . import register
-from .networks import mlp
+from .networks import glorot_init_, mlp
 from .vae import (ACTIVATIONS, LOG_2PI, VAEExperiment, gaussian_log_density,
-                  importance_weighted_bound, reparameterize)
+                  importance_weighted_bound, pixel_marginal_logits, reparameterize, set_bias)
 
 
 class GaussianLayer(nn.Module):
@@ -55,6 +55,11 @@ class HierarchicalVAE(nn.Module):
         self.p_z1 = GaussianLayer(d2, h2, d1, act)       # p(z1 | z2)
         self.p_x = mlp([d1, h1, h1, 784], act)           # p(x | z1): logits
         self.likelihood = "bernoulli"
+        glorot_init_(self)  # as in Burda et al. (with init_output_bias)
+
+    def init_output_bias(self, x_mean):
+        """Start p(x | z1) at the pixels' frequencies in the data (pixel_marginal_logits)."""
+        set_bias(self.p_x[-1], pixel_marginal_logits(x_mean))
 
     # the names the VAE experiment's pictures use: encode to, and decode from, z1
     def encode(self, x):

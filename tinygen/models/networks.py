@@ -26,6 +26,19 @@ def mlp(sizes, activation=nn.ReLU, final_activation=None) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def glorot_init_(module: nn.Module) -> nn.Module:
+    """Glorot & Bengio's uniform initialisation, W ~ U(-a, a) with a = sqrt(6 / (fan_in +
+    fan_out)), and zero biases, for every Linear layer in ``module``: the initialisation
+    made for tanh networks, which Burda et al. used for their VAEs (PyTorch's default is
+    about half as wide, and slows these models down early on)."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.xavier_uniform_(layer.weight)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+    return module
+
+
 class ConvEncoder(nn.Module):
     """(N, 1, 28, 28) -> (N, out_features): two stride-2 convolutions (28 -> 14 -> 7),
     then a hidden linear layer."""
