@@ -60,29 +60,3 @@ def parallel_map(fn, items) -> None:
 def blocks(n: int, size: int = BLOCK):
     """slice objects covering range(n) in pieces of at most ``size``."""
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
-
-
-def _flat_in_memory_order(a):
-    """A 1-D view of a's elements in the order they lie in memory, or None when a does
-    not fill one contiguous stretch of memory (a slice with gaps, a broadcast)."""
-    order = sorted(range(a.ndim), key=lambda i: -abs(a.strides[i]))
-    dense = a.transpose(order)
-    return dense.reshape(-1) if dense.flags.c_contiguous else None
-
-
-def blockwise(fn, *arrays) -> None:
-    """fn(*pieces) over matching cache-sized pieces of NumPy arrays of one shape and
-    one memory layout, on all cores; fn writes its results into the pieces of the output
-    arrays among them (made with ``np.empty_like`` of an input, so their layout matches).
-
-    This is how a chain of element-wise passes runs at the speed of one: each piece stays
-    in the cache from the first pass to the last. Arrays that are small, or whose layouts
-    differ, are handed to fn whole."""
-    a = arrays[0]
-    if a.size >= 4 * BLOCK and all(b.shape == a.shape and b.strides == a.strides
-                                    for b in arrays):
-        flat = [_flat_in_memory_order(b) for b in arrays]
-        if all(f is not None for f in flat):
-            parallel_map(lambda piece: fn(*(f[piece] for f in flat)), blocks(a.size))
-            return
-    fn(*arrays)

@@ -8,9 +8,7 @@ gradgradcheck differentiates the tensor path.
 """
 from __future__ import annotations
 
-import numpy as np
-
-from .. import backend, parallel
+from .. import backend
 from ..autograd import Function, Tensor, as_tensor, is_grad_enabled
 from .elementwise import sigmoid, sigmoid_array, where
 
@@ -70,46 +68,19 @@ class Softplus(Function):
 
 class SiLU(Function):
     """silu(x) = x sigmoid(x) (also called swish);
-    silu'(x) = s (1 + x (1 - s)) with s = sigmoid(x).
-
-    On the CPU both directions run as chains of in-place passes over cache-sized pieces
-    of the arrays, on all cores (parallel.blockwise): no temporaries the size of x."""
+    silu'(x) = s (1 + x (1 - s)) with s = sigmoid(x)."""
 
     def forward(self, a):
-        xp = backend.get_array_module(a)
-        if xp is not np:
-            self.s = sigmoid_array(a)
-            return a * self.s
-        self.s, y = np.empty_like(a), np.empty_like(a)
-        parallel.blockwise(_silu_pieces, a, self.s, y)
-        return y
+        self.s = sigmoid_array(a)
+        return a * self.s
 
     def backward(self, g):
         x = self.inputs[0]
-        if is_grad_enabled():  # create_graph: as differentiable ops
-            s = sigmoid(x)
-            return g * (s * (1 + x * (1 - s)))
-        g, x, s = g.data, x.data, self.s
-        if backend.get_array_module(g) is not np:
-            return Tensor(g * (s * (1 + x * (1 - s))))
-        gx = np.empty_like(x, dtype=np.result_type(g, x))
-        parallel.blockwise(_silu_grad_pieces, g, x, s, gx)
-        return Tensor(gx)
-
-
-def _silu_pieces(x, s, y):
-    """s = sigmoid(x) and y = x s, in place."""
-    sigmoid_array(x, out=s)
-    np.multiply(x, s, out=y)
-
-
-def _silu_grad_pieces(g, x, s, gx):
-    """gx = g s (1 + x (1 - s)), in place."""
-    np.subtract(1, s, out=gx)
-    gx *= x
-    gx += 1
-    gx *= s
-    gx *= g
+        if not is_grad_enabled():  # plain backward: one fused array expression
+            s = self.s
+            return Tensor(g.data * (s * (1 + x.data * (1 - s))))
+        s = sigmoid(x)
+        return g * (s * (1 + x * (1 - s)))
 
 
 class ELU(Function):

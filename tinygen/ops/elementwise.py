@@ -181,15 +181,13 @@ class Tanh(Function):
         return g * (1 - y * y)  # tanh' = 1 - tanh^2
 
 
-def sigmoid_array(a, out=None):
-    """1 / (1 + e^{-a}) on an array (written into ``out`` if given). For a < -88
-    (float32) e^{-a} overflows to inf and the result is 1 / inf = 0, the correct limit,
-    so the overflow is silenced rather than avoided; the form stays accurate for large
-    negative a, where 1 - sigma would not be. Four cheap passes instead of the slow
-    logaddexp."""
+def sigmoid_array(a):
+    """1 / (1 + e^{-a}) on an array. For a < -88 (float32) e^{-a} overflows to inf and
+    the result is 1 / inf = 0, the correct limit, so the overflow is silenced rather
+    than avoided; the form stays accurate for large negative a, where 1 - sigma would
+    not be. Four cheap passes instead of the slow logaddexp."""
     xp = backend.get_array_module(a)
-    # an array even for 0-d input (ufuncs return scalars there)
-    s = xp.empty_like(a) if out is None else out
+    s = xp.empty_like(a)  # an array even for 0-d input (ufuncs return scalars there)
     with np.errstate(over="ignore"):
         xp.negative(a, out=s)
         xp.exp(s, out=s)
