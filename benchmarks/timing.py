@@ -1,4 +1,5 @@
 """Timing the workloads and printing the comparison table."""
+import os
 import platform
 import statistics
 import time
@@ -54,6 +55,22 @@ def _torch(threads):
     return torch
 
 
+def blas_description():
+    """NumPy's BLAS and which kernels it runs. OpenBLAS picks kernels for the CPU it finds
+    unless OPENBLAS_CORETYPE pins them: on an AVX-512 CPU a pin to Haswell (AVX2) halves
+    the float32 matrix product, and with it every convolution, while PyTorch's oneDNN
+    is not affected, so the ratios depend on it."""
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        name = f"{blas['name']} {blas.get('version', '')}".strip()
+    except Exception:  # an older NumPy or an unusual build: say what we know
+        name = "unknown"
+    pin = os.environ.get("OPENBLAS_CORETYPE")
+    kernels = (f"kernels pinned by OPENBLAS_CORETYPE={pin}" if pin
+               else "kernels chosen for this CPU")
+    return f"{name}, {kernels}" if "openblas" in name.lower() else name
+
+
 def run_table(args):
     import tinygen as tg
     names = args.names or list(WORKLOADS)
@@ -67,6 +84,7 @@ def run_table(args):
           + (f", torch {torch.__version__}" if torch else ", torch not installed")
           + f" | {platform.machine()}, {args.threads} threads, device {args.device}"
           + f" | median of {args.repeat} steps")
+    print(f"NumPy's BLAS: {blas_description()}")
     print(f"{'workload':<12}{'tinygen ms':>12}{'torch ms':>12}{'ratio':>8}")
     results = {}
     for name in names:

@@ -1,7 +1,9 @@
 """The benchmark harness's timing (not the benchmarks themselves, which are not tests)."""
 import time
 
-from benchmarks.timing import median_step_times
+import pytest
+
+from benchmarks.timing import blas_description, median_step_times
 
 
 def test_frameworks_take_turns_in_blocks_with_warmup():
@@ -18,3 +20,15 @@ def test_frameworks_take_turns_in_blocks_with_warmup():
     # 7 timed steps split 3, 2, 2 over the rounds, each block after 1 warm-up step
     assert "".join(calls) == "aaaa" "bbbb" "aaa" "bbb" "aaa" "bbb"
     assert 0.002 <= a < b and b >= 0.004
+
+
+def test_the_table_says_whether_openblas_kernels_are_pinned(monkeypatch):
+    """A pin to older kernels halves NumPy's matrix product on a newer CPU, so the
+    table's header must say which kernels ran."""
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    pinned = blas_description()
+    if "openblas" not in pinned.lower():
+        pytest.skip(f"NumPy is built with {pinned}, not OpenBLAS")
+    monkeypatch.delenv("OPENBLAS_CORETYPE")
+    assert "pinned by OPENBLAS_CORETYPE=Haswell" in pinned
+    assert "chosen for this CPU" in blas_description()
