@@ -28,7 +28,7 @@ from hypothesis.extra import numpy as hnp
 import tinygen as tg
 from conftest import DEVICES
 from opcheck import arrays, broadcast_pair, floats
-from tinygen.distributions import Bernoulli, Categorical, Normal, kl_divergence
+from tinygen.distributions import Bernoulli, Categorical, Independent, Normal, kl_divergence
 
 Z = 5.0
 N_MC = 200_000
@@ -661,3 +661,46 @@ def test_no_rsample_for_discrete_distributions_and_no_unknown_kl():
 def test_parameters_on_different_devices_are_refused():
     with pytest.raises(ValueError, match="loc on 'cpu', scale on 'cuda'"):
         Normal(tg.zeros(2), tg.ones(2, device="cuda"))
+
+
+# ======================================================================= Independent
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_independent_sums_log_prob_entropy_and_kl_over_the_event_axes(device):
+    rng = np.random.default_rng(0)
+    mu, s = rng.standard_normal((4, 3, 5)), rng.uniform(0.5, 2, (4, 3, 5))
+    mu2, s2 = rng.standard_normal((3, 5)), rng.uniform(0.5, 2, (3, 5))
+    z = rng.standard_normal((4, 3, 5))
+    p = Independent(Normal(t64(mu, device), t64(s, device)), 2)
+    q = Independent(Normal(t64(mu2, device), t64(s2, device)), 2)
+    assert p.batch_shape == (4,) and p.event_shape == (3, 5) and q.batch_shape == ()
+    # the multivariate density of a diagonal Gaussian, written out
+    log_n = -0.5 * ((z - mu) / s) ** 2 - np.log(s) - 0.5 * math.log(2 * math.pi)
+    np.testing.assert_allclose(p.log_prob(t64(z, device)).numpy(), log_n.sum(axis=(1, 2)),
+                               rtol=1e-12)
+    np.testing.assert_allclose(p.entropy().numpy(),
+                               (0.5 + 0.5 * math.log(2 * math.pi) + np.log(s)).sum(axis=(1, 2)),
+                               rtol=1e-12)
+    kl = np.log(s2 / s) + (s ** 2 + (mu - mu2) ** 2) / (2 * s2 ** 2) - 0.5
+    np.testing.assert_allclose(kl_divergence(p, q).numpy(), kl.sum(axis=(1, 2)), rtol=1e-12)
+    assert p.rsample((7,)).shape == (7, 4, 3, 5) and p.has_rsample
+    # a Bernoulli image: one log-likelihood per example, the sum over its pixels
+    logits, x = rng.standard_normal((2, 6)), (rng.random((2, 6)) < 0.5).astype(np.float64)
+    image = Independent(Bernoulli(logits=t64(logits, device)), 1)
+    expected = (x * logits - np.logaddexp(0, logits)).sum(axis=1)
+    np.testing.assert_allclose(image.log_prob(t64(x, device)).numpy(), expected, rtol=1e-12)
+    assert not image.has_rsample
+
+
+def test_independent_of_zero_axes_is_the_base_and_bad_axes_are_refused():
+    base = Normal(t64(np.zeros((2, 3))), 1.0)
+    z = t64(np.ones((2, 3)))
+    np.testing.assert_array_equal(Independent(base, 0).log_prob(z).numpy(),
+                                  base.log_prob(z).numpy())
+    for n in (3, -1, 1.0, True):
+        with pytest.raises(ValueError, match="reinterpreted_batch_ndims must be an integer"):
+            Independent(base, n)
+    with pytest.raises(ValueError, match="different event dimensions"):
+        kl_divergence(Independent(base, 1), Independent(base, 2))
+    with pytest.raises(TypeError, match="must be a Distribution"):
+        Independent("normal", 1)

@@ -1,4 +1,5 @@
-"""Probability distributions: Normal, Bernoulli and Categorical, with PyTorch's API.
+"""Probability distributions: Normal, Bernoulli and Categorical, with PyTorch's API,
+and ``Independent``, which turns a batch of them into one distribution over a vector.
 
 Each distribution can draw samples, score values with ``log_prob``, and report its
 ``entropy``; ``kl_divergence(p, q)`` gives KL(p || q) in closed form. Everything returns
@@ -7,6 +8,15 @@ Shapes follow ``torch.distributions``: the parameters broadcast together to the
 *batch shape* B (one independent distribution per element), ``sample(sample_shape)``
 returns sample_shape + B, and ``log_prob(x)`` returns one log-density per element.
 All three are univariate: the event shape is () (a Categorical's event is one index).
+
+Independent(base, n) reads the last n batch axes of ``base`` as one event: a diagonal
+Gaussian over z in R^d, or independent Bernoulli pixels over an image x in {0, 1}^D,
+
+    log p(x) = sum_i log p_i(x_i),     H = sum_i H_i,     KL = sum_i KL_i,
+
+the sums running over the event axes. This is how the models state their likelihoods,
+priors and posteriors: ``Independent(Normal(mu, sigma), 1).log_prob(z)`` is one number
+per example, log N(z; mu, diag sigma^2).
 
 Normal N(mu, sigma^2), mu real, sigma > 0:
 
@@ -61,8 +71,8 @@ from . import random as _random
 from .autograd import Tensor, no_grad, tensor
 from .nn import functional as F
 
-__all__ = ["Distribution", "Normal", "Bernoulli", "Categorical", "kl_divergence",
-           "register_kl"]
+__all__ = ["Distribution", "Normal", "Bernoulli", "Categorical", "Independent",
+           "kl_divergence", "register_kl"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -518,11 +528,77 @@ class Categorical(Distribution):
         return (f"Categorical(batch_shape={self.batch_shape}, K={self.num_categories}, "
                 f"dtype={self._logits.dtype}, device='{self._logits.device}')")
 
-
 def _zero_where_impossible(pi: Tensor, t: Tensor) -> Tensor:
     """t where pi > 0, else 0: multiplied by pi this makes 0 * (-inf) a 0, not a NaN, in
     the value and in the gradient (where sends a zero gradient into the masked entries)."""
     return ops.where(pi.data > 0, t, 0.0)
+
+
+# --------------------------------------------------------------------------- Independent
+
+class Independent(Distribution):
+    """Reinterpret the last ``reinterpreted_batch_ndims`` batch axes of a distribution as
+    event axes (PyTorch's ``Independent``): the elements along them are one draw, and
+    ``log_prob`` and ``entropy`` sum over them.
+
+    Args:
+        base_distribution: a Distribution with batch shape B.
+        reinterpreted_batch_ndims: n, 0 <= n <= len(B).
+
+    With B = B' + E (E the last n axes), the batch shape becomes B' and the event shape
+    E + the base's event shape. Samples are the base's samples (shape sample_shape + B).
+
+    Raises ValueError when n is not an integer in [0, len(B)].
+    """
+
+    def __init__(self, base_distribution: Distribution, reinterpreted_batch_ndims: int):
+        if not isinstance(base_distribution, Distribution):
+            raise TypeError(f"Independent: base_distribution must be a Distribution, got "
+                            f"{type(base_distribution).__name__}")
+        n = reinterpreted_batch_ndims
+        shape = base_distribution.batch_shape
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 0 <= n <= len(shape):
+            raise ValueError(f"Independent: reinterpreted_batch_ndims must be an integer in "
+                             f"[0, {len(shape)}] for a base of batch shape {shape}; got {n!r}")
+        self.base_dist = base_distribution
+        self.reinterpreted_batch_ndims = int(n)
+        cut = len(shape) - self.reinterpreted_batch_ndims
+        super().__init__(shape[:cut], shape[cut:] + base_distribution.event_shape,
+                         validate_args=base_distribution._validate_args)
+
+    @property
+    def has_rsample(self) -> bool:
+        return self.base_dist.has_rsample
+
+    @property
+    def mean(self) -> Tensor:
+        return self.base_dist.mean
+
+    @property
+    def variance(self) -> Tensor:
+        return self.base_dist.variance
+
+    def sample(self, sample_shape=()) -> Tensor:
+        return self.base_dist.sample(sample_shape)
+
+    def rsample(self, sample_shape=()) -> Tensor:
+        return self.base_dist.rsample(sample_shape)
+
+    def _sum_event(self, t: Tensor) -> Tensor:
+        n = self.reinterpreted_batch_ndims
+        return t.sum(axis=tuple(range(t.ndim - n, t.ndim))) if n else t
+
+    def log_prob(self, value) -> Tensor:
+        """sum over the event axes of the base's log_prob: value (..., B) -> (..., B')."""
+        return self._sum_event(self.base_dist.log_prob(value))
+
+    def entropy(self) -> Tensor:
+        """sum over the event axes of the base's entropy: shape B'."""
+        return self._sum_event(self.base_dist.entropy())
+
+    def __repr__(self):
+        return (f"Independent({self.base_dist!r}, {self.reinterpreted_batch_ndims}): "
+                f"batch_shape={self.batch_shape}, event_shape={self.event_shape}")
 
 
 # --------------------------------------------------------------------------- KL divergence
@@ -595,3 +671,14 @@ def _kl_categorical_categorical(p: Categorical, q: Categorical) -> Tensor:
     log_pi = _zero_where_impossible(p.probs, p.logits)
     log_rho = _zero_where_impossible(p.probs, q.logits)
     return (p.probs * (log_pi - log_rho)).sum(axis=-1)
+
+
+@register_kl(Independent, Independent)
+def _kl_independent_independent(p: Independent, q: Independent) -> Tensor:
+    """sum over the event axes of the bases' KL (the KL of a product of independent
+    factors is the sum of theirs); both must read the same number of axes as an event."""
+    if p.reinterpreted_batch_ndims != q.reinterpreted_batch_ndims:
+        raise ValueError(f"kl_divergence: Independent distributions with different event "
+                         f"dimensions ({p.reinterpreted_batch_ndims} and "
+                         f"{q.reinterpreted_batch_ndims} axes)")
+    return p._sum_event(kl_divergence(p.base_dist, q.base_dist))
