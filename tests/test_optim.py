@@ -542,6 +542,24 @@ def test_cosine_annealing_matches_pytorch_closed_form():
     np.testing.assert_allclose(lrs[20], BASES)  # periodic beyond T_max, like PyTorch
 
 
+@pytest.mark.parametrize("make", [
+    lambda opt, last: CosineAnnealingLR(opt, T_max=10, eta_min=0.001, last_epoch=last),
+    lambda opt, last: LambdaLR(opt, lambda t: 0.9 ** t, last_epoch=last),
+    lambda opt, last: LinearWarmup(opt, warmup_steps=6, start_factor=0.1, last_epoch=last),
+])
+def test_a_schedule_started_part_way_continues_the_full_one(make):
+    # last_epoch = s - 1 starts at step s: the rates are those of the whole schedule from s
+    full = trace(make(sched_opt(), -1), 14)
+    opt = sched_opt()
+    for g in opt.param_groups:
+        g["initial_lr"], g["lr"] = g["lr"], 123.0   # the current rate does not matter
+    np.testing.assert_allclose(trace(make(opt, 4), 9), full[5:], rtol=1e-14)
+    with pytest.raises(KeyError, match="initial_lr"):
+        make(sched_opt(), 4)                # resuming needs each group's base rate
+    with pytest.raises(ValueError, match="last_epoch must be an integer >= -1"):
+        make(sched_opt(), -2)
+
+
 def test_warmup_cosine_matches_its_closed_form():
     W, T, eta = 3, 10, 0.001
     s = warmup_cosine(sched_opt(), warmup_steps=W, total_steps=T, eta_min=eta)
