@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 import tinygen as tg
 from tinygen import data, optim
-from tinygen.models.cvae import ConditionalVAE
+from tinygen.models.vae.cvae import ConditionalVAE
 from tinygen.plot import save_image_grid
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

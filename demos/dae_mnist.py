@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 import tinygen as tg
 from tinygen import data, optim
-from tinygen.models.autoencoder import DenoisingAutoEncoder
+from tinygen.models.vae.autoencoder import DenoisingAutoEncoder
 from tinygen.plot import save_image_grid
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

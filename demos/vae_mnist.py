@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 import tinygen as tg
 from tinygen import data, optim
-from tinygen.models.vae import VAE
+from tinygen.models.vae.vae import VAE
 from tinygen.plot import save_image_grid
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -76,7 +76,7 @@ print(f"test ELBO {np.concatenate(elbos).mean():.2f} nats; "
 # Pictures: samples x ~ p(x|z) p(z) (drawn as the means of p(x|z)), reconstructions of
 # test digits from mu(x), and for a 2-D latent space the decoded grid of z.
 with tg.no_grad():
-    save_image_grid(vae.sample(64, args.device), os.path.join(args.out, "samples.png"))
+    save_image_grid(vae.sample(64), os.path.join(args.out, "samples.png"))
     x = tg.tensor(x_test[:32], device=args.device)
     recon = vae.mean(vae.decode(vae.encode(x)[0])).numpy()
     pairs = np.stack([x.numpy(), recon], axis=1).reshape(-1, 1, 28, 28)

@@ -8,10 +8,10 @@ import pytest
 
 import tinygen as tg
 from tinygen import data, nn, optim
-from tinygen.models import MODELS
-from tinygen.models.autoencoder import (AutoEncoder, AutoEncoderExperiment,
-                                        DenoisingAutoEncoder,
-                                        DenoisingAutoEncoderExperiment, corrupt)
+from tinygen.experiments import REGISTRY, get_experiment
+from tinygen.experiments.vae.autoencoder import (AutoEncoderExperiment,
+                                                 DenoisingAutoEncoderExperiment)
+from tinygen.models.vae.autoencoder import AutoEncoder, DenoisingAutoEncoder, corrupt
 from tinygen.train import fit, read_log
 
 needs_mnist = pytest.mark.skipif(not os.environ.get("TINYGEN_DATA"),
@@ -362,10 +362,10 @@ def test_the_dae_denoises(trained_on_mnist):
 # --------------------------------------------------------------------------- the experiments
 
 def test_the_experiments_are_registered():
-    assert MODELS["ae"] is AutoEncoderExperiment
-    assert MODELS["dae"] is DenoisingAutoEncoderExperiment
+    assert get_experiment("ae") is AutoEncoderExperiment
+    assert get_experiment("dae") is DenoisingAutoEncoderExperiment
     for cls in (AutoEncoderExperiment, DenoisingAutoEncoderExperiment):
-        assert cls.datasets == ("mnist", "fashion-mnist")
+        assert REGISTRY[cls.name].datasets == ("mnist", "fashion-mnist")
         for key in ("latent_dim", "network", "reconstruction", "penalty", "penalty_weight",
                     "batch_size", "lr", "epochs"):
             assert key in cls.defaults, key
@@ -412,8 +412,8 @@ def test_ae_experiment_fits_and_draws(tmp_path):
                                    rtol=1e-5)
     assert _png_height(os.path.join(run_dir, "reconstructions.png")) == 4 * 30 + 2  # 4 rows
     metrics = experiment.evaluate()
-    assert set(metrics) == {"test_mse", "test_bce"}
-    assert 0 < metrics["test_mse"] < 0.3 and 0 < metrics["test_bce"] < 0.7, metrics
+    assert set(metrics) == {"recon_mse", "recon_bce", "eval_images"}
+    assert 0 < metrics["recon_mse"] < 0.3 and 0 < metrics["recon_bce"] < 0.7, metrics
     with pytest.raises(NotImplementedError, match="no prior p\\(z\\).*VAE"):
         experiment.sample(4)
     from tinygen.cli import main
@@ -440,12 +440,12 @@ def test_dae_evaluate_reports_the_corrupted_error(tmp_path):
     config = _config(DenoisingAutoEncoderExperiment, noise="masking", noise_level=0.3)
     experiment = DenoisingAutoEncoderExperiment(config)
     metrics = experiment.evaluate()   # untrained: the numbers' meaning, not their quality
-    assert set(metrics) == {"test_mse", "test_bce", "test_denoised_mse",
-                            "test_denoised_bce", "test_corrupted_input_mse"}
+    assert set(metrics) == {"recon_mse", "recon_bce", "denoised_mse", "denoised_bce",
+                            "corrupted_input_mse", "eval_images"}
     x, _ = experiment.test_set()
     # masking zeroes a fraction p of the pixels: E (x_tilde - x)^2 = p E x^2
-    np.testing.assert_allclose(metrics["test_corrupted_input_mse"], 0.3 * np.mean(x ** 2),
+    np.testing.assert_allclose(metrics["corrupted_input_mse"], 0.3 * np.mean(x ** 2),
                                rtol=0.01)
     # an untrained decoder outputs about 1/2 everywhere: mse ~ E (x - 1/2)^2, bce ~ log 2
-    np.testing.assert_allclose(metrics["test_denoised_mse"], np.mean((x - 0.5) ** 2), rtol=0.1)
-    np.testing.assert_allclose(metrics["test_bce"], np.log(2), rtol=0.05)
+    np.testing.assert_allclose(metrics["denoised_mse"], np.mean((x - 0.5) ** 2), rtol=0.1)
+    np.testing.assert_allclose(metrics["recon_bce"], np.log(2), rtol=0.05)

@@ -6,8 +6,9 @@ import pytest
 
 import tinygen as tg
 from tinygen import data
-from tinygen.models.classifier import (Classifier, LeNet, class_accuracy, fid,
-                                       images_to_input)
+from tinygen.experiments.classifier import ClassifierExperiment as Classifier
+from tinygen.experiments.classifier import class_accuracy, fid
+from tinygen.models.classifier import LeNet, images_to_input
 from tinygen.train import fit
 
 needs_mnist = pytest.mark.skipif(not os.environ.get("TINYGEN_DATA"),
@@ -71,13 +72,41 @@ def test_fid_orders_what_it_measures(small_classifier):
 
 
 @needs_mnist
-def test_the_instrument_is_trained_once_and_cached(tmp_path, monkeypatch):
-    from tinygen.models import classifier as module
+def test_the_instrument_is_trained_once_and_cached(tmp_path, monkeypatch, capsys):
+    from tinygen.experiments import classifier as module
     monkeypatch.setattr(data, "cache_dir", lambda: str(tmp_path))
-    monkeypatch.setattr(module.Classifier, "defaults",
-                        {**module.Classifier.defaults, "epochs": 0.01})  # 5 steps
-    first = module.trained_classifier("mnist", progress=False)
+    monkeypatch.setattr(module.ClassifierExperiment, "defaults",
+                        {**module.ClassifierExperiment.defaults, "epochs": 0.01})  # 5 steps
+    with tg.no_grad():  # as inside an evaluation: training turns gradients back on
+        first = module.trained_classifier("mnist", progress=False)
+    note = capsys.readouterr().err
+    assert "training one now" in note and "--no-classifier" in note   # what, and how to skip
     assert os.path.isfile(tmp_path / "classifiers" / "mnist.npz")
     second = module.trained_classifier("mnist", progress=False)     # loaded, not trained
-    for a, b in zip(first.net.parameters(), second.net.parameters()):
+    assert "training one now" not in capsys.readouterr().err
+    for a, b in zip(first.model.parameters(), second.model.parameters()):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+@needs_mnist
+@pytest.mark.parametrize("model", ["vae", "cvae"])
+def test_the_first_eval_on_a_machine_with_an_empty_cache(tmp_path, monkeypatch, model):
+    """tinygen eval trains the instrument inside the evaluation (gradients off there);
+    with an empty cache it must still write metrics.json."""
+    import json
+    from tinygen.cli import main
+    from tinygen.experiments import classifier as module
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(module.ClassifierExperiment, "defaults",
+                        {**module.ClassifierExperiment.defaults, "epochs": 0.01})
+    run = str(tmp_path / "run")
+    assert main(["train", model, "--steps", "5", "--eval-n", "10", "--out", run]
+                + (["--eval-k", "2"] if model == "vae" else [])) == 0
+    assert main(["eval", run]) == 0
+    assert os.path.isfile(tmp_path / "cache" / "tinygen" / "classifiers" / "mnist.npz")
+    metrics = json.load(open(os.path.join(run, "metrics.json")))
+    assert ("fid_lenet" if model == "vae" else "class_accuracy") in metrics
+    assert metrics["device"] == "cpu" and metrics["train_seconds"] > 0
+    assert main(["eval", run, "--no-classifier"]) == 0
+    metrics = json.load(open(os.path.join(run, "metrics.json")))
+    assert "fid_lenet" not in metrics and "class_accuracy" not in metrics

@@ -65,7 +65,8 @@ def test_train_resume_eval(tmp_path, capsys):
 
     assert main(["eval", out]) == 0
     metrics = json.load(open(os.path.join(out, "metrics.json")))
-    assert set(metrics) == {"test_accuracy", "fid_train_vs_test", "fid_noise_vs_test"}
+    assert set(metrics) == {"test_accuracy", "fid_train_vs_test", "fid_noise_vs_test",
+                            "eval_images", "train_seconds", "device"}
     assert 0 <= metrics["test_accuracy"] <= 1
 
     config = json.load(open(os.path.join(out, "config.json")))

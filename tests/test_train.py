@@ -9,7 +9,8 @@ import pytest
 import tinygen as tg
 from tinygen import nn, optim
 from tinygen.nn import functional as F
-from tinygen.train import CHECKPOINT, CONFIG, LOG, Experiment, fit, read_log
+from tinygen.experiments.base import Experiment
+from tinygen.train import CHECKPOINT, CONFIG, LOG, NonFiniteError, fit, read_log
 
 
 class ShuffledLoader:
@@ -170,3 +171,64 @@ def test_budget_is_steps_or_epochs(tmp_path):
     result = fit(exp, str(tmp_path / "epochs"), epochs=2, progress=False)
     assert result["step"] == 2 * 5  # 40 samples / batch 8 = 5 steps per epoch
     assert os.path.isfile(tmp_path / "epochs" / CHECKPOINT)
+
+
+# --------------------------------------------------------------------------- divergence
+
+class Diverging(Regression):
+    """Regression at a learning rate that blows it up within a few steps."""
+
+
+def test_divergence_stops_at_the_first_non_finite_loss_and_keeps_the_checkpoint(tmp_path):
+    exp = Diverging({**config(), "lr": 1e30})    # finite at step 1, inf from step 2 on
+    with pytest.raises(NonFiniteError, match=r"training diverged at step 2: the loss is inf"):
+        fit(exp, str(tmp_path), steps=400, checkpoint_every=1, progress=False)
+    assert tg.load(str(tmp_path / CHECKPOINT))["step"] == 1    # the last good one
+    def refuse(token):
+        raise ValueError(f"{token} in log.jsonl")
+    with open(tmp_path / LOG) as f:                     # still valid JSON: no NaN tokens
+        rows = [json.loads(line, parse_constant=refuse) for line in f]
+    assert all(np.isfinite(r["loss"]) for r in rows)
+    assert [r["step"] for r in rows] == list(range(1, len(rows) + 1))
+
+
+class Tiny(Experiment):
+    """The base's own model, optimizer and update: loss = sum sqrt(w * scale)."""
+    defaults = {"lr": 0.1, "scale": 1.0}
+
+    def build_model(self):
+        return nn.Linear(2, 1)
+
+    def train_loader(self):
+        return ShuffledLoader(np.ones((8, 2), np.float32), np.ones((8, 1), np.float32), 4, 0)
+
+    def training_step(self, batch):
+        loss = (self.model.weight * self.config["scale"]).sqrt().sum()
+        self.update(loss)
+        return {"loss": loss.item()}
+
+
+def test_a_non_finite_gradient_is_refused_before_the_step(tmp_path):
+    exp = Tiny({"model": "tiny", "device": "cpu", "seed": 0})
+    exp.model.weight.data[...] = 0.0            # sqrt is 0 there, its derivative inf
+    w = exp.model.weight.numpy().copy()
+    with pytest.raises(NonFiniteError, match=r"step 1: the gradient of model.weight "
+                                             r"\(shape \(1, 2\)\) holds inf"):
+        fit(exp, str(tmp_path), steps=3, progress=False)
+    np.testing.assert_array_equal(exp.model.weight.numpy(), w)   # not updated
+    assert not (tmp_path / CHECKPOINT).exists() and read_log(str(tmp_path)) == []
+
+
+def test_the_cli_says_divergence_in_one_line(tmp_path, capsys):
+    from tinygen.cli import main
+    from tinygen.experiments import REGISTRY
+    if "TINYGEN_DATA" not in os.environ:
+        pytest.skip("needs MNIST: set TINYGEN_DATA to the data folder")
+    assert "vae" in REGISTRY
+    out = str(tmp_path / "run")
+    assert main(["train", "vae", "--steps", "50", "--lr", "1e6", "--hidden", "16",
+                 "--latent-dim", "2", "--out", out]) == 1
+    err = capsys.readouterr().err
+    said = [line for line in err.splitlines() if line.startswith("tinygen train:")]
+    assert len(said) == 1 and "training diverged at step" in said[0], err
+    assert "Traceback" not in err

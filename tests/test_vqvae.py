@@ -9,9 +9,10 @@ import pytest
 
 import tinygen as tg
 from tinygen import backend, data, nn
-from tinygen.models import MODELS
-from tinygen.models.vqvae import (VQVAE, VectorQuantizer, VQVAEExperiment, codebook_usage,
-                                  nearest_codes, perplexity, straight_through)
+from tinygen.experiments import REGISTRY, get_experiment
+from tinygen.experiments.vae.vqvae import VQVAEExperiment
+from tinygen.models.vae.vqvae import (VQVAE, VectorQuantizer, codebook_usage, nearest_codes,
+                                      perplexity, straight_through)
 from tinygen.train import fit, load_experiment, read_log
 
 needs_mnist = pytest.mark.skipif(not os.environ.get("TINYGEN_DATA"),
@@ -313,8 +314,8 @@ def test_a_small_vqvae_learns_to_reconstruct_mnist():
 # --------------------------------------------------------------------------- the experiment
 
 def test_vqvae_is_registered():
-    assert MODELS["vqvae"] is VQVAEExperiment
-    assert VQVAEExperiment.datasets == ("mnist", "fashion-mnist")
+    assert get_experiment("vqvae") is VQVAEExperiment
+    assert REGISTRY["vqvae"].datasets == ("mnist", "fashion-mnist")
     assert {"num_embeddings", "embedding_dim", "beta", "codebook_update", "batch_size", "lr",
             "epochs"} <= set(VQVAEExperiment.defaults)
 
@@ -356,15 +357,15 @@ def test_fit_writes_the_run_folder_and_pictures(tmp_path, codebook_update):
     assert all(1 <= r["perplexity"] <= 16 and 1 <= r["codes_used"] <= 16 for r in rows)
 
     metrics = exp.evaluate(limit=200)
-    assert set(metrics) == {"test_mse", "test_perplexity", "test_codes_used"}
+    assert set(metrics) == {"recon_mse", "perplexity", "codes_used", "eval_images"}
     x = exp.test_images()[:200]
     with tg.no_grad():
         x_hat, _, _ = exp.model(tg.tensor(x))
-    assert metrics["test_mse"] == pytest.approx(float(((x_hat.numpy() - x) ** 2).mean()),
+    assert metrics["recon_mse"] == pytest.approx(float(((x_hat.numpy() - x) ** 2).mean()),
                                                 rel=1e-5)
-    assert 1 <= metrics["test_perplexity"] <= metrics["test_codes_used"] <= 16
+    assert 1 <= metrics["perplexity"] <= metrics["codes_used"] <= 16
 
     # The checkpoint keeps the codebook and its moving averages (buffers in "ema" mode).
-    again = load_experiment(run, MODELS)
+    again = load_experiment(run, get_experiment)
     for a, b in zip(again.model.state_dict().values(), exp.model.state_dict().values()):
         np.testing.assert_array_equal(a.numpy(), b.numpy())

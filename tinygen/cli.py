@@ -3,7 +3,7 @@
     tinygen list                                   models and datasets
     tinygen train MODEL --dataset D [options]      train (rerun on the same --out resumes)
     tinygen sample RUN_DIR [--n 64] [--out F]      draw samples into an image grid
-    tinygen eval RUN_DIR                           metrics, also written to RUN_DIR/metrics.json
+    tinygen eval RUN_DIR [--no-classifier]         metrics, also written to RUN_DIR/metrics.json
     tinygen info                                   versions and devices
 
 ``tinygen train MODEL --help`` lists the model's own options.
@@ -42,12 +42,11 @@ def _add_model_options(parser, defaults: dict) -> None:
                                 help=f"default {value}")
 
 
-def _train_parser(model_cls) -> argparse.ArgumentParser:
-    from .data import DATASETS
-    datasets = model_cls.datasets or DATASETS
+def _train_parser(model_cls, entry) -> argparse.ArgumentParser:
+    datasets = entry.datasets
     d = model_cls.defaults
     p = argparse.ArgumentParser(prog=f"tinygen train {model_cls.name}",
-                                description=model_cls.description or model_cls.__doc__)
+                                description=entry.description)
     p.add_argument("--dataset", default=datasets[0],
                    help=f"one of {', '.join(datasets)} (default {datasets[0]})")
     budget = p.add_mutually_exclusive_group()
@@ -68,16 +67,22 @@ def _train_parser(model_cls) -> argparse.ArgumentParser:
 
 
 def _train(argv) -> int:
-    from .models import MODELS
+    from .experiments import REGISTRY, get_experiment
     from .train import CHECKPOINT, fit, read_config
+    if argv and argv[0] in ("-h", "--help"):
+        print("usage: tinygen train MODEL [--dataset D] [options]\n\n"
+              "models (tinygen train MODEL --help lists a model's options):")
+        for key, entry in sorted(REGISTRY.items()):
+            print(f"  {key:<14} {entry.description}")
+        return 0
     if not argv or argv[0].startswith("-"):
-        raise UsageError(f"which model? known models: {', '.join(sorted(MODELS))}")
+        raise UsageError(f"which model? known models: {', '.join(sorted(REGISTRY))}")
     name, rest = argv[0], argv[1:]
-    if name not in MODELS:
-        raise UsageError(f"unknown model '{name}'; known models: {', '.join(sorted(MODELS))}")
-    cls = MODELS[name]
-    args = _train_parser(cls).parse_args(rest)
-    datasets = cls.datasets
+    if name not in REGISTRY:
+        raise UsageError(f"unknown model '{name}'; known models: {', '.join(sorted(REGISTRY))}")
+    cls, entry = get_experiment(name), REGISTRY[name]
+    args = _train_parser(cls, entry).parse_args(rest)
+    datasets = entry.datasets
     if datasets and args.dataset not in datasets:
         raise UsageError(f"unknown dataset '{args.dataset}' for {name}; known: "
                          f"{', '.join(datasets)}")
@@ -111,16 +116,16 @@ def _train(argv) -> int:
 
 
 def _load_run(run_dir, device):
-    from .models import MODELS
+    from .experiments import REGISTRY, get_experiment
     from .train import load_experiment, read_config
     try:
         config = read_config(run_dir)
     except FileNotFoundError as e:
         raise UsageError(str(e)) from None
-    if config.get("model") not in MODELS:
+    if config.get("model") not in REGISTRY:
         raise UsageError(f"{run_dir} was made by unknown model '{config.get('model')}'")
     try:
-        return load_experiment(run_dir, MODELS, device)
+        return load_experiment(run_dir, get_experiment, device)
     except FileNotFoundError as e:
         raise UsageError(str(e)) from None
 
@@ -149,12 +154,18 @@ def _eval(argv) -> int:
     p = argparse.ArgumentParser(prog="tinygen eval")
     p.add_argument("run_dir")
     p.add_argument("--device", default=None)
+    p.add_argument("--no-classifier", dest="classifier", action="store_false",
+                   help="skip the measures that need the LeNet classifier (FID, class "
+                        "accuracy), which is trained once (a few minutes) when not cached")
     args = p.parse_args(argv)
     experiment = _load_run(args.run_dir, args.device)
+    if not args.classifier:
+        experiment.config["eval_fid"] = False
     try:
         metrics = experiment.evaluate()
     except NotImplementedError as e:
         raise UsageError(str(e)) from None
+    metrics.update(train_seconds=round(experiment.train_seconds, 1), device=experiment.device)
     path = os.path.join(args.run_dir, "metrics.json")
     write_json(path, metrics)
     for k, v in metrics.items():
@@ -165,10 +176,10 @@ def _eval(argv) -> int:
 
 def _list(argv) -> int:
     from .data import DATASETS, TOY_DATASETS
-    from .models import MODELS
+    from .experiments import REGISTRY
     print("models:")
-    for name, cls in sorted(MODELS.items()):
-        print(f"  {name:<14} {cls.description}  (datasets: {', '.join(cls.datasets)})")
+    for name, entry in sorted(REGISTRY.items()):
+        print(f"  {name:<14} {entry.description}  (datasets: {', '.join(entry.datasets)})")
     print("datasets:")
     print(f"  images: {', '.join(DATASETS)}")
     print(f"  toy 2-D: {', '.join(TOY_DATASETS)}")
@@ -209,8 +220,8 @@ def main(argv=None) -> int:
     except UsageError as e:
         print(f"tinygen {argv[0]}: {e}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError) as e:  # e.g. the data is missing
-        print(f"tinygen {argv[0]}: {e}", file=sys.stderr)
+    except (FileNotFoundError, ValueError, FloatingPointError) as e:  # e.g. the data is
+        print(f"tinygen {argv[0]}: {e}", file=sys.stderr)       # missing, or a divergence
         return 1
 
 

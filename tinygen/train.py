@@ -1,7 +1,8 @@
 """The training loop every model family shares, and the run folder it works in.
 
-An ``Experiment`` ties together what one model needs: its networks, their optimizers,
-its data, and one training step. ``fit`` runs the steps with feedback and care:
+An experiment (``tinygen.experiments.base.Experiment``) ties together what one model
+needs: its networks, their optimizers, its data, and one training step. ``fit`` runs the
+steps with feedback and care:
 
 - a progress bar with the current losses;
 - every step's scalars appended to ``log.jsonl`` in the run folder;
@@ -12,7 +13,10 @@ its data, and one training step. ``fit`` runs the steps with feedback and care:
 - rerunning on the same run folder resumes from the checkpoint: same batches, same
   random numbers, hence (on the CPU) the same losses as a run never interrupted;
 - Ctrl-C lets the current step finish, saves a checkpoint and stops cleanly (a second
-  Ctrl-C stops at once, keeping the last checkpoint).
+  Ctrl-C stops at once, keeping the last checkpoint);
+- a loss or logged scalar that is NaN or infinite (or a non-finite gradient, which the
+  experiment's ``update`` refuses) stops training with an error naming the step and the
+  quantity; nothing of that step is logged or saved, so the last good checkpoint stays.
 
 A run folder holds ``config.json``, ``log.jsonl``, ``checkpoint.npz``, ``curves.png``
 and whatever pictures the experiment draws.
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 import threading
@@ -34,84 +39,6 @@ from .random import get_rng_state, manual_seed, set_rng_state
 from .serialization import load, save
 
 CONFIG, LOG, CHECKPOINT = "config.json", "log.jsonl", "checkpoint.npz"
-
-
-class Experiment:
-    """One model with its data, optimizers and training step; subclass per model.
-
-    Class attributes:
-        name: the name it is registered and called by (``tinygen train NAME``).
-        datasets: the datasets it can train on; the first is the default.
-        defaults: its hyperparameters and their default values; each becomes a command
-            line option (``batch_size`` -> ``--batch-size``) and an entry of ``config``.
-
-    A subclass implements ``__init__(config)`` (build networks and optimizers on
-    ``config["device"]``), ``train_loader()``, ``training_step(batch)``, and lists its
-    networks and optimizers in ``modules()`` and ``optimizers()``. It may implement
-    ``emas()``, ``sample(n)``, ``evaluate()`` and ``save_pictures(run_dir)``.
-
-    During ``fit``, ``self.step`` (steps done before this one) and ``self.total_steps``
-    (the run's length) are set before every training step, so a learning-rate
-    schedule can be a plain function of them and needs no state of its own.
-    """
-
-    step: int = 0
-    total_steps: int = 1
-
-    name: str = ""
-    datasets: tuple = ()
-    defaults: dict = {}
-    description: str = ""
-
-    def __init__(self, config: dict):
-        self.config = config
-
-    def modules(self) -> dict:
-        """Name -> nn.Module for every network whose weights a checkpoint keeps."""
-        raise NotImplementedError
-
-    def optimizers(self) -> dict:
-        """Name -> optimizer."""
-        raise NotImplementedError
-
-    def emas(self) -> dict:
-        """Name -> optim.EMA of weights kept for sampling (none by default)."""
-        return {}
-
-    def train_loader(self):
-        """The DataLoader of training batches (with state_dict/load_state_dict)."""
-        raise NotImplementedError
-
-    def training_step(self, batch) -> dict:
-        """One update from one batch; returns the scalars to log, e.g. {"loss": 0.3}."""
-        raise NotImplementedError
-
-    def sample(self, n: int):
-        """n samples as images (n, C, H, W) in [0, 1] or [-1, 1], for ``tinygen sample``."""
-        raise NotImplementedError(f"{type(self).__name__} does not generate samples")
-
-    def evaluate(self) -> dict:
-        """Metrics on held-out data, for ``tinygen eval``."""
-        raise NotImplementedError(f"{type(self).__name__} has no evaluation")
-
-    def save_pictures(self, run_dir: str) -> None:
-        """Draw what the model has learned into the run folder (when training ends)."""
-
-    # ---- what a checkpoint holds
-    def state_dict(self) -> dict:
-        return {"modules": {k: m.state_dict() for k, m in self.modules().items()},
-                "optimizers": {k: o.state_dict() for k, o in self.optimizers().items()},
-                "emas": {k: e.state_dict() for k, e in self.emas().items()}}
-
-    def load_state_dict(self, state: dict) -> None:
-        for kind, objects in (("modules", self.modules()), ("optimizers", self.optimizers()),
-                              ("emas", self.emas())):
-            saved = state.get(kind, {})
-            missing = set(objects) - set(saved)
-            if missing:
-                raise ValueError(f"the checkpoint has no {kind} named {sorted(missing)}")
-            for k, obj in objects.items():
-                obj.load_state_dict(saved[k])
 
 
 # --------------------------------------------------------------------------- run folders
@@ -156,33 +83,35 @@ def _truncate_log(run_dir: str, step: int) -> None:
         f.writelines(json.dumps(r) + "\n" for r in rows)
 
 
-def save_checkpoint(experiment: Experiment, loader, run_dir: str, step: int) -> str:
+def save_checkpoint(experiment, loader, run_dir: str, step: int) -> str:
     """Write everything needed to resume at ``step`` into run_dir/checkpoint.npz."""
     state = experiment.state_dict()
     state.update(step=step, loader=loader.state_dict(), rng=get_rng_state(),
-                 config=experiment.config)
+                 config=experiment.config, train_seconds=float(experiment.train_seconds))
     path = os.path.join(run_dir, CHECKPOINT)
     save(state, path)
     return path
 
 
-def load_experiment(run_dir: str, registry, device=None) -> Experiment:
-    """Rebuild the experiment of a run folder from its config and last checkpoint."""
+def load_experiment(run_dir: str, get_class, device=None):
+    """Rebuild the experiment of a run folder from its config and last checkpoint;
+    ``get_class(name)`` gives the Experiment class of a model name."""
     config = read_config(run_dir)
     if device is not None:
         config = {**config, "device": backend.check_device(device)}
-    cls = registry[config["model"]]
-    experiment = cls(config)
+    experiment = get_class(config["model"])(config)
     path = os.path.join(run_dir, CHECKPOINT)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{run_dir} has no {CHECKPOINT} yet: train it first")
-    experiment.load_state_dict(load(path, device=config["device"]))
+    state = load(path, device=config["device"])
+    experiment.load_state_dict(state)
+    experiment.train_seconds = float(state.get("train_seconds", 0.0))
     return experiment
 
 
 # --------------------------------------------------------------------------- the loop
 
-def fit(experiment: Experiment, run_dir: str, *, steps: int | None = None,
+def fit(experiment, run_dir: str, *, steps: int | None = None,
         epochs: float | None = None, checkpoint_every: int = 1000, progress: bool = True) -> dict:
     """Train ``experiment`` for ``steps`` updates (or ``epochs`` passes over its data),
     resuming from ``run_dir`` when it holds a checkpoint of the same model.
@@ -208,22 +137,34 @@ def fit(experiment: Experiment, run_dir: str, *, steps: int | None = None,
         loader.load_state_dict(state["loader"])
         set_rng_state(state["rng"])
         step = int(state["step"])
+        experiment.train_seconds = float(state.get("train_seconds", 0.0))
         _truncate_log(run_dir, step)
     else:
         manual_seed(config.get("seed", 0))
         write_json(os.path.join(run_dir, CONFIG), {**config, "tinygen_version": __version__})
 
+    experiment.configure_schedules(total, step)
     bar = tqdm(total=total, initial=step, desc=config.get("model", "train"), unit="step",
                disable=not progress, dynamic_ncols=True)
     started = time.perf_counter()
+    seconds_before = experiment.train_seconds
     with _stop_on_ctrl_c(bar) as stop, open(os.path.join(run_dir, LOG), "a") as log:
         try:
             while step < total and not stop.requested:
                 for batch in loader:
                     experiment.step, experiment.total_steps = step, total
-                    scalars = experiment.training_step(batch)
+                    try:
+                        scalars = experiment.training_step(batch)
+                        row = {"step": step + 1, **{k: float(v) for k, v in scalars.items()}}
+                        _check_finite(row)
+                    except NonFiniteError as e:
+                        log.flush()
+                        raise NonFiniteError(
+                            f"training diverged at step {step + 1}: {e}. The run folder "
+                            f"{run_dir} keeps its last checkpoint; try a smaller --lr") from None
+                    experiment.end_step()
                     step += 1
-                    row = {"step": step, **{k: float(v) for k, v in scalars.items()}}
+                    experiment.train_seconds = seconds_before + time.perf_counter() - started
                     log.write(json.dumps(row) + "\n")
                     bar.update(1)
                     bar.set_postfix({k: f"{v:.4g}" for k, v in scalars.items()}, refresh=False)
@@ -243,6 +184,17 @@ def fit(experiment: Experiment, run_dir: str, *, steps: int | None = None,
         _plot_curves(run_dir)
     return {"step": step, "interrupted": interrupted,
             "seconds": time.perf_counter() - started}
+
+
+class NonFiniteError(FloatingPointError):
+    """Training produced a NaN or an infinity (a loss, a gradient): it has diverged."""
+
+
+def _check_finite(row: dict) -> None:
+    """Raise NonFiniteError naming the first logged quantity that is NaN or infinite."""
+    for name, value in row.items():
+        if not math.isfinite(value):
+            raise NonFiniteError(f"the {name} is {value}")
 
 
 class _StopRequest:

@@ -73,22 +73,18 @@ convolutions. Codes form a 7 x 7 grid: 49 codes of log2 K bits describe an image
 """
 from __future__ import annotations
 
-import os
 from collections import namedtuple
 
 import numpy as np
 
-from .. import backend, data, nn, no_grad, optim, tensor
-from ..autograd import Tensor
-from ..nn import functional as F
-from ..nn import init
-from ..random import randint
-from ..train import Experiment
-from . import register
+from ... import backend, nn, no_grad
+from ...autograd import Tensor
+from ...nn import functional as F
+from ...nn import init
+from ...random import randint
 
 __all__ = ["nearest_codes", "straight_through", "codebook_usage", "perplexity",
-           "VQEncoder", "VQDecoder", "VectorQuantizer", "VQVAE", "VQVAEExperiment",
-           "plot_codebook_usage"]
+           "VQEncoder", "VQDecoder", "VectorQuantizer", "VQVAE"]
 
 CODEBOOK_UPDATES = ("loss", "ema")
 
@@ -367,149 +363,3 @@ class VQVAE(nn.Module):
         """A code grid k (N, 7, 7) (ints, array or Tensor) -> x_hat (N, 1, 28, 28)."""
         k = k.data if isinstance(k, Tensor) else k
         return self.decoder(self.quantizer.quantize(k))
-
-
-# --------------------------------------------------------------------------- the experiment
-
-@register
-class VQVAEExperiment(Experiment):
-    """Train a VQ-VAE on MNIST or Fashion-MNIST (images in [0, 1]) with Adam.
-
-    Options (config keys): num_embeddings K, embedding_dim D, beta, codebook_update
-    ("loss" or "ema"), decay gamma of the EMA, dead_code_threshold (0: off), channels,
-    batch_size, lr, epochs.
-    """
-
-    name = "vqvae"
-    datasets = ("mnist", "fashion-mnist")
-    description = "VQ-VAE: discrete 7x7 codes from a learned codebook (van den Oord et al. 2017)"
-    defaults = {"batch_size": 128, "lr": 1e-3, "epochs": 5, "num_embeddings": 64,
-                "embedding_dim": 16, "beta": 0.25, "codebook_update": "loss",
-                "decay": 0.99, "dead_code_threshold": 0.0, "channels": 32}
-
-    def __init__(self, config):
-        config = {**self.defaults, **config}
-        super().__init__(config)
-        self.device = config.get("device", "cpu")
-        self.model = VQVAE(config["num_embeddings"], config["embedding_dim"], config["beta"],
-                           config["codebook_update"], config["decay"],
-                           config["dead_code_threshold"], config["channels"]).to(self.device)
-        self.opt = optim.Adam(self.model.parameters(), lr=config["lr"])
-        self._test_images = None
-
-    def modules(self):
-        return {"model": self.model}
-
-    def optimizers(self):
-        return {"opt": self.opt}
-
-    def _images(self, split: str) -> np.ndarray:
-        """float32 (N, 1, 28, 28) in [0, 1]."""
-        images, _ = data.load_dataset(self.config["dataset"], split, self.config.get("data_root"))
-        return data.scale(images, to=(0, 1))[:, None]
-
-    def test_images(self) -> np.ndarray:
-        """The test set as float32 (10000, 1, 28, 28) in [0, 1], loaded once."""
-        if self._test_images is None:
-            self._test_images = self._images("test")
-        return self._test_images
-
-    def train_loader(self):
-        return data.DataLoader(self._images("train"), batch_size=self.config["batch_size"],
-                               shuffle=True, seed=self.config.get("seed", 0), device=self.device)
-
-    def training_step(self, x):
-        """One Adam step on L; then the moving averages (and restarts, if on).
-
-        Logs L, its three terms (unweighted), the batch's perplexity and codes used, and
-        with restarts on how many codes were restarted. The codebook and commitment terms
-        have the same value, mean ||z_e - e||^2: they differ only in where their gradients
-        go (and L takes beta times the second)."""
-        self.model.train()
-        x_hat, z_e, q = self.model(x)
-        terms = self.model.loss_terms(x, x_hat, z_e, q.z_q)
-        loss = self.model.loss(terms)
-        self.opt.zero_grad()
-        loss.backward()
-        self.opt.step()
-        vq = self.model.quantizer
-        # z_e of this batch (before the step) feeds the averages, as in the paper.
-        vq.ema_update(z_e, q.k)
-        restarted = vq.restart_dead_codes(z_e)
-        counts = codebook_usage(q.k, vq.num_embeddings)
-        scalars = {"loss": loss.item(), **{name: t.item() for name, t in terms.items()},
-                   "perplexity": perplexity(counts), "codes_used": int((counts > 0).sum())}
-        if vq.dead_code_threshold > 0:
-            scalars["restarted"] = restarted
-        return scalars
-
-    @no_grad()
-    def reconstruct(self, x, batch_size: int = 500):
-        """x float (N, 1, 28, 28) NumPy in [0, 1] -> (x_hat (N, 1, 28, 28) NumPy, codes
-        k (N, 7, 7) NumPy), in batches."""
-        self.model.eval()
-        x_hats, ks = [], []
-        for i in range(0, len(x), batch_size):
-            x_hat, _, q = self.model(tensor(x[i:i + batch_size], device=self.device))
-            x_hats.append(x_hat.numpy())
-            ks.append(backend.to_numpy(q.k))
-        return np.concatenate(x_hats), np.concatenate(ks)
-
-    def evaluate(self, limit: int | None = None):
-        """On the test set (its first ``limit`` images if given): the reconstruction MSE
-        per pixel, the perplexity of the code assignments and the number of codes used."""
-        x = self.test_images()[:limit]
-        x_hat, k = self.reconstruct(x)
-        counts = codebook_usage(k, self.model.quantizer.num_embeddings)
-        return {"test_mse": float(((x_hat - x) ** 2).mean()),
-                "test_perplexity": perplexity(counts),
-                "test_codes_used": int((counts > 0).sum())}
-
-    @no_grad()
-    def sample(self, n: int):
-        """n images (n, 1, 28, 28) in [0, 1] from a uniform prior over codes: every entry
-        of the 7 x 7 grid drawn independently from {0, ..., K-1}, then decoded. No prior
-        is learned yet (the paper fits a PixelCNN over the grids)."""
-        self.model.eval()
-        K = self.model.quantizer.num_embeddings
-        k = randint(0, K, (n, 7, 7), device=self.device)
-        return self.model.decode(k).clip(0.0, 1.0)
-
-    def save_pictures(self, run_dir: str, count: int = 1000) -> None:
-        """reconstructions.png (rows of test inputs, each above its reconstruction),
-        codebook_usage.png (a bar chart of how often each code appears in the codes of
-        the first ``count`` test images) and samples.png (uniform prior)."""
-        from ..plot import save_image_grid
-        x = self.test_images()[:count]
-        x_hat, k = self.reconstruct(x)
-        pairs = np.stack([x[:32].reshape(4, 8, 1, 28, 28),
-                          np.clip(x_hat[:32], 0, 1).reshape(4, 8, 1, 28, 28)], axis=1)
-        save_image_grid(pairs.reshape(64, 1, 28, 28), os.path.join(run_dir, "reconstructions.png"),
-                        nrow=8, value_range=(0, 1), labels=["input", "reconstruction"] * 4)
-        plot_codebook_usage(codebook_usage(k, self.model.quantizer.num_embeddings),
-                            os.path.join(run_dir, "codebook_usage.png"),
-                            title=f"{self.config['dataset']}, {len(x)} test images")
-        save_image_grid(self.sample(64), os.path.join(run_dir, "samples.png"), nrow=8,
-                        value_range=(0, 1))
-
-
-def plot_codebook_usage(counts, path, title: str = "") -> str:
-    """A bar chart of p_k = n_k / sum_j n_j against k for counts (K,), with the
-    perplexity and the number of codes used; written atomically to the PNG ``path``."""
-    from ..plot import check_png_path, new_figure, save_figure
-    path = check_png_path(path, "plot_codebook_usage")
-    counts = np.asarray(counts, dtype=np.float64)
-    p = counts / counts.sum()
-    K = len(counts)
-    fig = new_figure((max(5.0, 0.09 * K + 2.0), 3.2), layout="constrained")
-    ax = fig.add_subplot()
-    ax.bar(np.arange(K), p, width=0.8, color="C0")
-    ax.axhline(1.0 / K, color="C3", lw=0.8, ls="--", label="uniform 1/K")
-    ax.set_xlim(-0.5, K - 0.5)
-    ax.set_xlabel("code k")
-    ax.set_ylabel("fraction of grid vectors p_k")
-    ax.legend(loc="upper right", fontsize=8)
-    where = f" ({title})" if title else ""
-    ax.set_title(f"codebook usage{where}: perplexity {perplexity(counts):.1f} of K = {K}, "
-                 f"{int((counts > 0).sum())} codes used", fontsize=9)
-    return save_figure(fig, path)

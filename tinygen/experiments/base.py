@@ -1,0 +1,232 @@
+"""The ``Experiment`` base: what every training recipe shares, so that a recipe is mostly
+its training step and its evaluation.
+
+A recipe (one per model, ``tinygen/experiments/<family>/<model>.py``) subclasses
+``Experiment`` and states:
+
+    name, datasets, description    how ``tinygen train NAME`` knows it
+    defaults                        its options and their values, with where they come from
+    build_model()                   the model (an nn.Module) from ``self.config``
+    training_step(batch)            one update; returns the scalars to log
+    evaluate()                      metrics on held-out data (the names of METRICS)
+    sample(n), save_pictures(dir)   if it can
+
+The base owns the rest: the merged configuration, the model on its device, the Adam
+optimizer, the learning-rate schedule (``tinygen.optim``), an EMA of the weights when
+``ema_decay`` is set, the images of a split, the training loader, the gradient step with
+its guard against non-finite gradients, and what a checkpoint holds. ``tinygen.train.fit``
+runs the steps.
+"""
+from __future__ import annotations
+
+import math
+
+from .. import data, optim
+from ..train import NonFiniteError
+
+# The names every evaluation speaks, so that families can be compared in one table.
+METRICS = {
+    "nll_nats": "test negative log-likelihood per image, nats",
+    "nll_estimator": 'how nll_nats was obtained: "iwae_k5000", "exact", "elbo", '
+                     '"variational_bound"',
+    "bits_per_dim": "nll_nats / (D log 2), bits per pixel",
+    "data_variant": '"dynamic_binarized", "static_binarized", "dequantized_8bit", '
+                    '"continuous"',
+    "elbo_nats": "the test ELBO per image, nats (a lower bound on log p(x))",
+    "fid_lenet": "Frechet distance of LeNet features, 10,000 samples against the test set",
+    "class_accuracy": "fraction of class-conditional samples classified as their class",
+    "modes_covered": "how many of a toy mixture's modes the samples cover",
+    "high_quality_fraction": "fraction of samples near a mode of a toy mixture",
+    "recon_mse": "test reconstruction error, mean squared error per pixel",
+    "eval_images": "how many test images the metrics used",
+    "train_seconds": "wall-clock seconds of training, over every resumed part",
+    "device": '"cpu" or "cuda"',
+}
+
+
+class Experiment:
+    """One model with its data, optimizer and training step; subclass per model.
+
+    Class attributes:
+        name: the name it is registered and called by (``tinygen train NAME``).
+        datasets: the datasets it can train on; the first is the default.
+        description: one line for ``tinygen list``.
+        defaults: its options and their default values; each becomes a command-line
+            option (``batch_size`` -> ``--batch-size``) and an entry of ``config``. The
+            base reads ``batch_size``, ``lr``, ``lr_schedule`` ("constant" or "cosine"),
+            ``ema_decay`` (0: no EMA), ``seed``, ``device``, ``dataset`` and
+            ``data_root``.
+
+    Args:
+        config: the run's settings; missing entries take ``defaults``.
+
+    During ``fit``, ``self.step`` (steps done before this one) and ``self.total_steps``
+    (the run's length) are set before every training step.
+    """
+
+    name: str = ""
+    datasets: tuple = ()
+    defaults: dict = {}
+    description: str = ""
+
+    step: int = 0
+    total_steps: int = 1
+
+    def __init__(self, config: dict):
+        self.config = {**self.defaults, **config}
+        self.device = self.config.get("device", "cpu")
+        self.schedulers: dict = {}
+        self.train_seconds = 0.0
+        self._splits: dict = {}
+        model = self.build_model()
+        if model is not None:
+            self.model = model.to(self.device)
+            self.optimizer = self.build_optimizer()
+            decay = self.config.get("ema_decay", 0)
+            self.ema = optim.EMA(self.model.parameters(), decay=decay) if decay else None
+
+    # ---- what a recipe defines
+    def build_model(self):
+        """The model, an nn.Module built from ``self.config`` (moved to the device by the
+        base). A recipe that manages its own networks returns None and overrides
+        ``modules`` and ``optimizers``."""
+        return None
+
+    def build_optimizer(self):
+        """Adam over the model's parameters at the configured ``lr``."""
+        return optim.Adam(self.model.parameters(), lr=self.config["lr"])
+
+    def training_step(self, batch) -> dict:
+        """One update from one batch; returns the scalars to log, e.g. {"loss": 0.3}."""
+        raise NotImplementedError
+
+    def sample(self, n: int):
+        """n samples as images (n, C, H, W) in [0, 1] or [-1, 1], for ``tinygen sample``."""
+        raise NotImplementedError(f"'{self.name}' does not generate samples")
+
+    def evaluate(self) -> dict:
+        """Metrics on held-out data, for ``tinygen eval``, named as in METRICS."""
+        raise NotImplementedError(f"'{self.name}' has no evaluation")
+
+    def save_pictures(self, run_dir: str) -> None:
+        """Draw what the model has learned into the run folder (when training ends)."""
+
+    # ---- what a checkpoint holds
+    def modules(self) -> dict:
+        """Name -> nn.Module for every network whose weights a checkpoint keeps."""
+        return {"model": self.model}
+
+    def optimizers(self) -> dict:
+        """Name -> optimizer."""
+        return {"opt": self.optimizer}
+
+    def emas(self) -> dict:
+        """Name -> optim.EMA of weights kept for sampling."""
+        ema = getattr(self, "ema", None)
+        return {"ema": ema} if ema is not None else {}
+
+    def state_dict(self) -> dict:
+        return {"modules": {k: m.state_dict() for k, m in self.modules().items()},
+                "optimizers": {k: o.state_dict() for k, o in self.optimizers().items()},
+                "emas": {k: e.state_dict() for k, e in self.emas().items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        for kind, objects in (("modules", self.modules()), ("optimizers", self.optimizers()),
+                              ("emas", self.emas())):
+            saved = state.get(kind, {})
+            missing = set(objects) - set(saved)
+            if missing:
+                raise ValueError(f"the checkpoint has no {kind} named {sorted(missing)}")
+            for k, obj in objects.items():
+                obj.load_state_dict(saved[k])
+
+    # ---- data
+    def images(self, split: str):
+        """The dataset's ``split`` ("train" or "test") as float32 images (N, 1, 28, 28) in
+        [0, 1] and integer labels (N,), NumPy, loaded once."""
+        if split not in self._splits:
+            images, labels = data.load_dataset(self.config["dataset"], split,
+                                               self.config.get("data_root"))
+            self._splits[split] = (data.scale(images, to=(0, 1))[:, None], labels)
+        return self._splits[split]
+
+    with_labels: bool = False   # whether training batches are (x, y) or x alone
+    transform = None            # a DataLoader transform of each batch, e.g. binarisation
+
+    def train_loader(self):
+        """Shuffled batches of the training images (and labels, with ``with_labels``),
+        on the device, through ``transform``."""
+        x, y = self.images("train")
+        arrays = (x, y) if self.with_labels else (x,)
+        return data.DataLoader(*arrays, batch_size=self.config["batch_size"], shuffle=True,
+                               seed=self.config.get("seed", 0), device=self.device,
+                               transform=self.transform)
+
+    # ---- the learning-rate schedule
+    def configure_schedules(self, total_steps: int, step: int = 0) -> None:
+        """Called by ``fit`` before training (again on resume): with ``lr_schedule``
+        "cosine", each optimizer's rate follows lr_t = lr/100 + (lr - lr/100)(1 + cos(pi
+        t / T)) / 2 over the run's T = total_steps (``optim.CosineAnnealingLR``),
+        positioned at ``step``. A run extended to a new total follows the cosine laid
+        over the new total from its start: the rate rises to where that schedule is.
+        "constant" keeps lr."""
+        self.schedulers = {}
+        kind = self.config.get("lr_schedule", "constant")
+        if kind == "constant":
+            return
+        if kind != "cosine":
+            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {kind!r}")
+        for name, opt in self.optimizers().items():
+            for group in opt.param_groups:
+                # a checkpoint keeps initial_lr; a fresh optimizer is at its base rate
+                group.setdefault("initial_lr", group["lr"] if step == 0 else self.config["lr"])
+            eta_min = opt.param_groups[0]["initial_lr"] / 100
+            self.schedulers[name] = optim.CosineAnnealingLR(opt, T_max=max(1, total_steps),
+                                                            eta_min=eta_min,
+                                                            last_epoch=step - 1)
+
+    def end_step(self) -> None:
+        """Called by ``fit`` after each training step: advance the schedules."""
+        for scheduler in self.schedulers.values():
+            scheduler.step()
+
+    # ---- one gradient step
+    def update(self, loss, optimizer=None) -> None:
+        """One gradient step on the scalar ``loss``: zero the gradients, backpropagate,
+        refuse non-finite gradients, step ``optimizer`` (default: the model's), and update
+        the EMA of the weights if there is one.
+
+        Raises NonFiniteError, naming the parameter, when a gradient holds NaN or inf;
+        the weights are then left as they were before this step.
+        """
+        optimizer = optimizer or self.optimizer
+        optimizer.zero_grad()
+        loss.backward()
+        bad = first_non_finite_gradient(optimizer)
+        if bad is not None:
+            p, value = bad
+            names = {id(q): f"{m}.{n}" for m, module in self.modules().items()
+                     for n, q in module.named_parameters()}
+            raise NonFiniteError(f"the gradient of {names.get(id(p), 'a parameter')} "
+                                 f"(shape {p.shape}) holds {value}")
+        optimizer.step()
+        if getattr(self, "ema", None) is not None:
+            self.ema.update()
+
+
+def first_non_finite_gradient(optimizer):
+    """The first parameter of the optimizer whose gradient holds NaN or inf, with its
+    gradient's sum (nan or inf), or None.
+
+    NaN and inf survive a sum, so a finite sum means finite gradients (short of the sum
+    itself overflowing, which is a divergence too). The sums are added on the device and
+    read once, so a GPU waits once per step, not once per parameter."""
+    params = [p for group in optimizer.param_groups for p in group["params"]
+              if p.grad is not None]
+    sums = [p.grad.data.sum() for p in params]
+    if not sums or math.isfinite(float(sum(sums))):
+        return None
+    for p, total in zip(params, sums):
+        if not math.isfinite(float(total)):
+            return p, float(total)
+    return None
