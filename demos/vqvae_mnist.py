@@ -14,7 +14,8 @@ from tqdm import tqdm
 import tinygen as tg
 from tinygen import data, optim
 from tinygen.experiments.vae.vqvae import plot_codebook_usage
-from tinygen.models.vae.vqvae import VQVAE, codebook_usage, perplexity
+from tinygen.models.vae.quantizer import codebook_usage, perplexity
+from tinygen.models.vae.vqvae import VQVAE
 from tinygen.plot import save_image_grid
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -11,8 +11,9 @@ import tinygen as tg
 from tinygen import backend, data, nn
 from tinygen.experiments import REGISTRY, get_experiment
 from tinygen.experiments.vae.vqvae import VQVAEExperiment
-from tinygen.models.vae.vqvae import (VQVAE, VectorQuantizer, codebook_usage, nearest_codes,
-                                      perplexity, straight_through)
+from tinygen.models.vae.quantizer import (VectorQuantizer, codebook_usage, nearest_codes,
+                                          perplexity, straight_through)
+from tinygen.models.vae.vqvae import VQVAE
 from tinygen.train import fit, load_experiment, read_log
 
 needs_mnist = pytest.mark.skipif(not os.environ.get("TINYGEN_DATA"),

@@ -14,7 +14,8 @@ import os
 import numpy as np
 
 from ... import backend, no_grad, tensor
-from ...models.vae.vqvae import VQVAE, codebook_usage, perplexity
+from ...models.vae.quantizer import codebook_usage, perplexity
+from ...models.vae.vqvae import VQVAE
 from ...random import randint
 from ..base import Experiment
 

@@ -14,7 +14,8 @@ from .autoencoder import AutoEncoder, DenoisingAutoEncoder, corrupt
 from .cvae import ConditionalVAE
 from .hvae import HierarchicalVAE
 from .vae import VAE
-from .vqvae import VQVAE, VectorQuantizer
+from .quantizer import VectorQuantizer
+from .vqvae import VQVAE
 
 __all__ = ["AutoEncoder", "DenoisingAutoEncoder", "corrupt", "ConditionalVAE",
            "HierarchicalVAE", "VAE", "VQVAE", "VectorQuantizer"]
