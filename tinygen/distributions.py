@@ -132,15 +132,18 @@ def _params(owner: str, **named):
     return out, tuple(shape)
 
 
-def _check(ok, message: str) -> None:
-    """Raise ValueError(message) unless every element of the boolean array ``ok`` holds."""
+def _check(ok, message) -> None:
+    """Raise ValueError(message()) unless every element of the boolean array ``ok`` holds.
+
+    ``message`` is a function, called only on failure: the text reads the values (their
+    range), which would otherwise cost passes over the data on every call."""
     if not bool(backend.get_array_module(ok).all(ok)):
-        raise ValueError(message)
+        raise ValueError(message())
 
 
 def _no_nan(owner: str, name: str, t: Tensor) -> None:
     xp = backend.get_array_module(t)
-    _check(~xp.isnan(t.data), f"{owner}: {name} contains NaN")
+    _check(~xp.isnan(t.data), lambda: f"{owner}: {name} contains NaN")
 
 
 def _lo_hi(t: Tensor) -> str:
@@ -249,8 +252,9 @@ class Normal(Distribution):
         p, batch_shape = _params("Normal", loc=loc, scale=scale)
         if validate_args:
             _no_nan("Normal", "loc", p["loc"])
-            _check(p["scale"].data > 0, "Normal: scale must be positive (sigma > 0); got "
-                   f"values in {_lo_hi(p['scale'])}")
+            _check(p["scale"].data > 0,
+                   lambda: "Normal: scale must be positive (sigma > 0); got values in "
+                           f"{_lo_hi(p['scale'])}")
         self.loc = ops.broadcast_to(p["loc"], batch_shape)
         self.scale = ops.broadcast_to(p["scale"], batch_shape)
         super().__init__(batch_shape, validate_args=validate_args)
@@ -326,7 +330,8 @@ class Bernoulli(Distribution):
             probs = p["probs"]
             if validate_args:
                 _check((probs.data >= 0) & (probs.data <= 1),
-                       f"Bernoulli: probs must lie in [0, 1]; got values in {_lo_hi(probs)}")
+                       lambda: "Bernoulli: probs must lie in [0, 1]; got values in "
+                               f"{_lo_hi(probs)}")
             eps = float(np.finfo(probs.dtype).eps)
             pc = probs.clip(eps, 1 - eps)
             self._probs, self._logits = probs, ops.log(pc) - ops.log1p(-pc)
@@ -334,9 +339,10 @@ class Bernoulli(Distribution):
             logits = p["logits"]
             if validate_args:
                 xp = backend.get_array_module(logits)
-                _check(xp.isfinite(logits.data), "Bernoulli: logits must be finite "
-                       "(a logit of +-inf makes x l - softplus(l) undefined); got values in "
-                       f"{_lo_hi(logits)}")
+                _check(xp.isfinite(logits.data),
+                       lambda: "Bernoulli: logits must be finite (a logit of +-inf makes "
+                               "x l - softplus(l) undefined); got values in "
+                               f"{_lo_hi(logits)}")
             self._probs, self._logits = ops.sigmoid(logits), logits
         super().__init__(batch_shape, validate_args=validate_args)
 
@@ -389,8 +395,8 @@ class Bernoulli(Distribution):
         _broadcast_value("Bernoulli", value, self.batch_shape)
         if self._validate_args:
             _check((value.data >= 0) & (value.data <= 1),
-                   f"Bernoulli.log_prob: value must lie in [0, 1]; got values in "
-                   f"{_lo_hi(value)}")
+                   lambda: "Bernoulli.log_prob: value must lie in [0, 1]; got values in "
+                           f"{_lo_hi(value)}")
         return value * self._logits - F.softplus(self._logits)
 
     def entropy(self) -> Tensor:
@@ -433,10 +439,10 @@ class Categorical(Distribution):
         if probs is not None:
             if validate_args:
                 _check(xp.isfinite(param.data) & (param.data >= 0),
-                       "Categorical: probs must be finite and non-negative; got values in "
-                       f"{_lo_hi(param)}")
+                       lambda: "Categorical: probs must be finite and non-negative; got "
+                               f"values in {_lo_hi(param)}")
                 _check(param.data.sum(axis=-1) > 0,
-                       "Categorical: each row of probs needs a positive sum")
+                       lambda: "Categorical: each row of probs needs a positive sum")
             pi = param / param.sum(axis=-1, keepdims=True)
             positive = pi.data > 0
             # log pi, with log 0 = -inf exactly; the inner where keeps log's input (and
@@ -447,11 +453,11 @@ class Categorical(Distribution):
         else:
             if validate_args:
                 _check(~xp.isnan(param.data) & (param.data < math.inf),
-                       "Categorical: logits must be real or -inf (no NaN, no +inf); got "
-                       f"values in {_lo_hi(param)}")
+                       lambda: "Categorical: logits must be real or -inf (no NaN, no "
+                               f"+inf); got values in {_lo_hi(param)}")
                 _check(xp.isfinite(param.data).any(axis=-1),
-                       "Categorical: each row of logits needs at least one finite entry "
-                       "(all -inf leaves no possible class)")
+                       lambda: "Categorical: each row of logits needs at least one finite "
+                               "entry (all -inf leaves no possible class)")
             self._logits = F.log_softmax(param, axis=-1)
             self._probs = ops.exp(self._logits)
         super().__init__(param.shape[:-1], validate_args=validate_args)
@@ -557,7 +563,8 @@ class Independent(Distribution):
                             f"{type(base_distribution).__name__}")
         n = reinterpreted_batch_ndims
         shape = base_distribution.batch_shape
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 0 <= n <= len(shape):
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) \
+                or not 0 <= n <= len(shape):
             raise ValueError(f"Independent: reinterpreted_batch_ndims must be an integer in "
                              f"[0, {len(shape)}] for a base of batch shape {shape}; got {n!r}")
         self.base_dist = base_distribution
