@@ -44,8 +44,9 @@ class Regression(Experiment):
     name = "regression"
     defaults = {"batch_size": 8, "lr": 0.01}
 
-    def __init__(self, config, fail_at=None):
+    def __init__(self, config, fail_at=None, signum=signal.SIGINT):
         super().__init__(config)
+        self.signum = signum
         tg.manual_seed(config["seed"])
         self.net = nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Dropout(0.2), nn.Linear(16, 1))
         self.opt = optim.Adam(self.net.parameters(), lr=config["lr"])
@@ -70,7 +71,7 @@ class Regression(Experiment):
     def training_step(self, batch):
         self.calls += 1
         if self.calls == self.fail_at:
-            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of this step
+            os.kill(os.getpid(), self.signum)  # Ctrl-C (or kill) in the middle of this step
         x, y = batch
         loss = F.mse_loss(self.net(x), y)
         self.opt.zero_grad()
@@ -84,8 +85,8 @@ def config(seed=0):
     return {"model": "regression", "seed": seed, "device": "cpu", "batch_size": 8, "lr": 0.01}
 
 
-def run(run_dir, steps, fail_at=None, seed=0):
-    exp = Regression(config(seed), fail_at=fail_at)
+def run(run_dir, steps, fail_at=None, seed=0, signum=signal.SIGINT):
+    exp = Regression(config(seed), fail_at=fail_at, signum=signum)
     result = fit(exp, str(run_dir), steps=steps, checkpoint_every=4, progress=False)
     return exp, result
 
@@ -142,6 +143,38 @@ def test_ctrl_c_saves_and_the_run_resumes(tmp_path):
     resumed, _ = run(tmp_path / "stopped", steps=14)
     assert read_log(str(tmp_path / "stopped")) == read_log(str(tmp_path / "straight"))
     np.testing.assert_array_equal(weights(resumed), weights(straight))
+
+
+def test_sigterm_saves_like_ctrl_c(tmp_path):
+    straight, _ = run(tmp_path / "straight", steps=14)
+    before = signal.getsignal(signal.SIGTERM)
+    _, result = run(tmp_path / "killed", steps=14, fail_at=5, signum=signal.SIGTERM)
+    assert result["interrupted"] and result["step"] == 5
+    assert tg.load(str(tmp_path / "killed" / CHECKPOINT))["step"] == 5
+    assert signal.getsignal(signal.SIGTERM) is before
+    resumed, _ = run(tmp_path / "killed", steps=14)
+    assert read_log(str(tmp_path / "killed")) == read_log(str(tmp_path / "straight"))
+    np.testing.assert_array_equal(weights(resumed), weights(straight))
+
+
+def test_a_run_killed_before_its_first_checkpoint_starts_over_with_a_clean_log(tmp_path):
+    straight, _ = run(tmp_path / "straight", steps=10)
+    (tmp_path / "killed").mkdir()
+    with open(tmp_path / "killed" / LOG, "w") as f:    # 3 steps logged, then killed, and
+        for step in (1, 2, 3):                          # a row cut short mid-write
+            f.write(json.dumps({"step": step, "loss": 9.0}) + "\n")
+        f.write('{"step": 4, "lo')
+    leftover = tmp_path / "killed" / ".checkpoint.npz.0123456789ab.tmp"
+    leftover.write_bytes(b"\0" * 1000)                 # a checkpoint write that was killed
+    run(tmp_path / "killed", steps=10)
+    assert read_log(str(tmp_path / "killed")) == read_log(str(tmp_path / "straight"))
+    assert not leftover.exists()
+
+
+def test_a_loader_without_batches_is_an_error_not_a_hang(tmp_path):
+    exp = Regression({**config(), "batch_size": 41})  # 40 examples, whole batches only
+    with pytest.raises(ValueError, match="gives no batch.*smaller --batch-size"):
+        fit(exp, str(tmp_path), steps=3, progress=False)
 
 
 def test_steps_logged_after_the_last_checkpoint_are_redone(tmp_path):

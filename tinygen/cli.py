@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import secrets
 import sys
 
 import numpy as np
@@ -47,7 +48,9 @@ def _train_parser(model_cls, entry) -> argparse.ArgumentParser:
     d = model_cls.defaults
     p = argparse.ArgumentParser(prog=f"tinygen train {model_cls.name}",
                                 description=entry.description)
-    p.add_argument("--dataset", default=datasets[0],
+    # Defaults are None here and filled in later, so that what was given is known (a
+    # resumed run refuses given settings that differ from its own).
+    p.add_argument("--dataset", default=None,
                    help=f"one of {', '.join(datasets)} (default {datasets[0]})")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--epochs", type=float, default=None,
@@ -56,19 +59,25 @@ def _train_parser(model_cls, entry) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", dest="batch_size", type=int, default=None,
                    help=f"default {d.get('batch_size')}")
     p.add_argument("--lr", type=float, default=None, help=f"default {d.get('lr')}")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu or cuda (default cpu)")
+    p.add_argument("--seed", type=int, default=None, help="default 0")
     p.add_argument("--out", default=None, help="run folder (default runs/MODEL-DATASET)")
     p.add_argument("--data-root", dest="data_root", default=None,
                    help="data folder (default: $TINYGEN_DATA, else the cache folder)")
-    p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, default=500)
+    p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, default=None,
+                   help="steps between checkpoints (default 500)")
     _add_model_options(p, d)
     return p
 
 
+# Settings a resumed run may change: how long it trains, where, and how often it saves.
+RESUMABLE_CHANGES = ("epochs", "steps", "device", "checkpoint_every", "data_root")
+
+
 def _train(argv) -> int:
     from .experiments import REGISTRY, get_experiment
-    from .train import CHECKPOINT, fit, read_config
+    from .experiments.base import ConfigError
+    from .train import CHECKPOINT, CONFIG, fit, read_config, write_json
     if argv and argv[0] in ("-h", "--help"):
         print("usage: tinygen train MODEL [--dataset D] [options]\n\n"
               "models (tinygen train MODEL --help lists a model's options):")
@@ -82,33 +91,56 @@ def _train(argv) -> int:
         raise UsageError(f"unknown model '{name}'; known models: {', '.join(sorted(REGISTRY))}")
     cls, entry = get_experiment(name), REGISTRY[name]
     args = _train_parser(cls, entry).parse_args(rest)
-    datasets = entry.datasets
-    if datasets and args.dataset not in datasets:
-        raise UsageError(f"unknown dataset '{args.dataset}' for {name}; known: "
-                         f"{', '.join(datasets)}")
+    given = {k: v for k, v in vars(args).items() if v is not None}
+    dataset = given.get("dataset", entry.datasets[0])
+    if dataset not in entry.datasets:
+        raise UsageError(f"unknown dataset '{dataset}' for {name}; known: "
+                         f"{', '.join(entry.datasets)}")
+    for option, value in (("--steps", args.steps), ("--epochs", args.epochs),
+                          ("--checkpoint-every", args.checkpoint_every)):
+        if value is not None and not value > 0:
+            raise UsageError(f"{option} {value}: must be positive")
+    if args.out is not None and not args.out.strip():
+        raise UsageError("--out '': give the run folder a name")
     try:
-        device = backend.check_device(args.device)
+        device = backend.check_device(given.get("device", "cpu"))
     except (RuntimeError, ValueError) as e:
         raise UsageError(str(e)) from None
-    out = args.out or os.path.join("runs", f"{name}-{args.dataset}")
-    given = {k: v for k, v in vars(args).items() if v is not None}
-    config = {**cls.defaults, "model": name, **given, "device": device}
+    out = args.out or os.path.join("runs", f"{name}-{dataset}")
+    config = {**cls.defaults, "model": name, "dataset": dataset, "seed": 0,
+              "checkpoint_every": 500, **given, "device": device}
     if os.path.isfile(os.path.join(out, CHECKPOINT)):
         saved = read_config(out)
         if saved.get("model") != name:
             raise UsageError(f"{out} holds a run of '{saved.get('model')}', not '{name}'; "
                              "choose another --out")
-        # resume with the saved settings; only the budget and the device may change
-        config = {**saved, "device": device}
+        changed = [f"{_option(k)} {v} (the run has {saved.get(k)})" for k, v in given.items()
+                   if k not in RESUMABLE_CHANGES + ("out",) and saved.get(k) != v]
+        if changed:
+            raise UsageError(f"{out} was trained with other settings: {'; '.join(changed)}. "
+                             "Leave them out to resume it, or choose another --out for a "
+                             "new run")
+        config = {**saved, **{k: v for k, v in given.items() if k in RESUMABLE_CHANGES},
+                  "device": device}
         print(f"resuming {out}")
-    steps = args.steps if args.steps is not None else config.get("steps")
-    epochs = None if steps is not None else (
-        args.epochs if args.epochs is not None else config.get("epochs", 1))
-    if (steps is not None and steps <= 0) or (epochs is not None and epochs <= 0):
-        raise UsageError("--steps and --epochs must be positive")
-    experiment = cls(config)
+    # The budget given last wins, in either unit, and is kept for the next resume.
+    if args.steps is not None or args.epochs is not None:
+        steps, epochs = args.steps, args.epochs
+        budget = {"steps": steps} if steps is not None else {"epochs": epochs}
+        config = {**{k: v for k, v in config.items() if k not in ("steps", "epochs")},
+                  **budget}
+        if os.path.isfile(os.path.join(out, CHECKPOINT)):
+            saved = {k: v for k, v in read_config(out).items() if k not in ("steps", "epochs")}
+            write_json(os.path.join(out, CONFIG), {**saved, **budget})
+    else:
+        steps = config.get("steps")
+        epochs = None if steps is not None else config.get("epochs", 1)
+    try:
+        experiment = cls(config)
+    except ConfigError as e:
+        raise UsageError(str(e)) from None
     result = fit(experiment, out, steps=steps, epochs=epochs,
-                 checkpoint_every=config.get("checkpoint_every", 500))
+                 checkpoint_every=config["checkpoint_every"])
     if result["interrupted"]:
         return 130
     print(f"trained {name} on {config['dataset']} for {result['step']} steps; run folder {out}")
@@ -130,23 +162,72 @@ def _load_run(run_dir, device):
         raise UsageError(str(e)) from None
 
 
+SAMPLE_BATCH = 1000      # samples generated at a time: memory does not grow with --n
+MAX_GRID = 10_000        # the most samples one picture holds (a 100 x 100 grid)
+
+
 def _sample(argv) -> int:
-    p = argparse.ArgumentParser(prog="tinygen sample")
+    p = argparse.ArgumentParser(
+        prog="tinygen sample",
+        description="Draw samples from a trained run: an image grid (.png, up to "
+                    f"{MAX_GRID}), or all of them as a float32 array (.npy, any number, "
+                    f"written {SAMPLE_BATCH} at a time).")
     p.add_argument("run_dir")
-    p.add_argument("--n", type=int, default=64)
-    p.add_argument("--out", default=None, help="image file (default RUN_DIR/samples.png)")
-    p.add_argument("--device", default=None)
+    p.add_argument("--n", type=int, default=64, help="how many samples (default 64)")
+    p.add_argument("--out", default=None,
+                   help="a .png picture or a .npy array (default RUN_DIR/samples.png)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: the run's)")
     args = p.parse_args(argv)
+    out = args.out or os.path.join(args.run_dir, "samples.png")
+    if args.n < 1:
+        raise UsageError(f"--n {args.n}: the number of samples must be at least 1")
+    if not out.endswith((".png", ".npy")):
+        raise UsageError(f"--out {out!r}: give a .png picture or a .npy array")
+    if out.endswith(".png") and args.n > MAX_GRID:
+        raise UsageError(f"--n {args.n}: a picture holds at most {MAX_GRID} samples; write "
+                         "them to a .npy file instead (--out samples.npy)")
+    if args.device is not None:
+        try:
+            backend.check_device(args.device)
+        except (RuntimeError, ValueError) as e:
+            raise UsageError(str(e)) from None
     experiment = _load_run(args.run_dir, args.device)
+    batches = ((i, min(SAMPLE_BATCH, args.n - i)) for i in range(0, args.n, SAMPLE_BATCH))
     try:
-        images = experiment.sample(args.n)
+        first = experiment.sample(min(SAMPLE_BATCH, args.n))
     except NotImplementedError as e:
         raise UsageError(str(e)) from None
+    next(batches)
+    if out.endswith(".npy"):
+        _write_samples_npy(experiment, first, batches, args.n, out)
+        print(f"wrote {out}: {args.n} samples, float32 {(args.n,) + tuple(first.shape[1:])}")
+        return 0
     from .plot import save_image_grid
-    path = save_image_grid(images, args.out or os.path.join(args.run_dir, "samples.png"),
-                           nrow=int(np.ceil(np.sqrt(args.n))))
+    images = np.concatenate([first] + [experiment.sample(size) for _, size in batches])
+    path = save_image_grid(images, out, nrow=int(np.ceil(np.sqrt(args.n))))
     print(f"wrote {path}")
     return 0
+
+
+def _write_samples_npy(experiment, first, batches, n, out) -> None:
+    """Fill a memory-mapped .npy under a temporary name batch by batch, and give it its
+    name only when complete: never a half-written file under the final name."""
+    folder = os.path.dirname(os.path.abspath(out))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{os.path.basename(out)}.{secrets.token_hex(6)}.tmp")
+    try:
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
+                                          shape=(n,) + tuple(first.shape[1:]))
+        array[:len(first)] = first
+        for i, size in batches:
+            array[i:i + size] = experiment.sample(size)
+        array.flush()
+        del array
+        os.replace(tmp, out)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def _eval(argv) -> int:
@@ -158,6 +239,11 @@ def _eval(argv) -> int:
                    help="skip the measures that need the LeNet classifier (FID, class "
                         "accuracy), which is trained once (a few minutes) when not cached")
     args = p.parse_args(argv)
+    if args.device is not None:
+        try:
+            backend.check_device(args.device)
+        except (RuntimeError, ValueError) as e:
+            raise UsageError(str(e)) from None
     experiment = _load_run(args.run_dir, args.device)
     if not args.classifier:
         experiment.config["eval_fid"] = False
@@ -217,6 +303,9 @@ def main(argv=None) -> int:
         return 2
     try:
         return command(argv[1:])
+    except KeyboardInterrupt:  # a second Ctrl-C: the last checkpoint stays as it was
+        print(f"\ntinygen {argv[0]}: interrupted", file=sys.stderr)
+        return 130
     except UsageError as e:
         print(f"tinygen {argv[0]}: {e}", file=sys.stderr)
         return 2

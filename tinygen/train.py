@@ -12,8 +12,12 @@ steps with feedback and care:
   written;
 - rerunning on the same run folder resumes from the checkpoint: same batches, same
   random numbers, hence (on the CPU) the same losses as a run never interrupted;
-- Ctrl-C lets the current step finish, saves a checkpoint and stops cleanly (a second
-  Ctrl-C stops at once, keeping the last checkpoint);
+- Ctrl-C (or SIGTERM, what ``kill`` and job schedulers send) lets the current step
+  finish, saves a checkpoint and stops cleanly (a second one stops at once, keeping the
+  last checkpoint);
+- the log always agrees with the checkpoint: a resumed run first cuts it back to the
+  checkpoint's step, a fresh start empties it, and temporary files left by a killed
+  write are removed;
 - a loss or logged scalar that is NaN or infinite (or a non-finite gradient, which the
   experiment's ``update`` refuses) stops training with an error naming the step and the
   quantity; nothing of that step is logged or saved, so the last good checkpoint stays.
@@ -71,13 +75,19 @@ def read_log(run_dir: str) -> list:
     path = os.path.join(run_dir, LOG)
     if not os.path.isfile(path):
         return []
+    rows = []
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        for line in f:
+            try:
+                rows.append(json.loads(line))
+            except ValueError:  # a line cut short by a kill mid-write: not a step done
+                continue
+    return rows
 
 
 def _truncate_log(run_dir: str, step: int) -> None:
     """Drop log rows after ``step``: a run killed after its last checkpoint logged steps
-    that the resumed run will do again."""
+    that the resumed run will do again (step 0: a fresh start empties the log)."""
     rows = [r for r in read_log(run_dir) if r["step"] <= step]
     with atomic_write(os.path.join(run_dir, LOG), "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
@@ -116,13 +126,27 @@ def fit(experiment, run_dir: str, *, steps: int | None = None,
     """Train ``experiment`` for ``steps`` updates (or ``epochs`` passes over its data),
     resuming from ``run_dir`` when it holds a checkpoint of the same model.
 
-    Returns {"step": the last step, "interrupted": whether Ctrl-C stopped it}.
+    Returns {"step": the last step, "interrupted": whether Ctrl-C or SIGTERM stopped it,
+    "seconds": this call's wall-clock time}.
+
+    Raises NonFiniteError at the first non-finite loss, logged scalar or gradient, and
+    ValueError for a loader that gives no batch or a checkpoint_every below 1.
     """
     config = experiment.config
-    os.makedirs(run_dir, exist_ok=True)
-    loader = experiment.train_loader()
     if (steps is None) == (epochs is None):
         raise ValueError("fit: give exactly one of steps and epochs")
+    if not (steps if steps is not None else epochs) > 0:
+        raise ValueError(f"fit: the budget must be positive, got steps={steps}, "
+                         f"epochs={epochs}")
+    if int(checkpoint_every) < 1:
+        raise ValueError(f"fit: checkpoint_every must be a positive number of steps, got "
+                         f"{checkpoint_every!r}")
+    os.makedirs(run_dir, exist_ok=True)
+    _remove_leftover_temporaries(run_dir)
+    loader = experiment.train_loader()
+    if len(loader) == 0:  # else the loop below would spin for ever on empty epochs
+        raise ValueError("the training data gives no batch: fewer examples than one batch "
+                         "(with drop_last); use a smaller --batch-size")
     total = int(steps) if steps is not None else max(1, round(epochs * len(loader)))
 
     step = 0
@@ -139,8 +163,9 @@ def fit(experiment, run_dir: str, *, steps: int | None = None,
         step = int(state["step"])
         experiment.train_seconds = float(state.get("train_seconds", 0.0))
         _truncate_log(run_dir, step)
-    else:
+    else:  # a fresh start: a log left by a run killed before its first checkpoint goes
         manual_seed(config.get("seed", 0))
+        _truncate_log(run_dir, 0)
         write_json(os.path.join(run_dir, CONFIG), {**config, "tinygen_version": __version__})
 
     experiment.configure_schedules(total, step)
@@ -177,8 +202,8 @@ def fit(experiment, run_dir: str, *, steps: int | None = None,
             bar.close()
     interrupted = stop.requested
     if interrupted:
-        print(f"stopped at step {step}: checkpoint saved in {run_dir}; run the same command "
-              "again to resume")
+        print(f"stopped at step {step} ({stop.signal_name}): checkpoint saved in {run_dir}; "
+              "run the same command again to resume")
     else:
         experiment.save_pictures(run_dir)
         _plot_curves(run_dir)
@@ -199,14 +224,16 @@ def _check_finite(row: dict) -> None:
 
 class _StopRequest:
     requested = False
+    signal_name = ""
 
 
 @contextlib.contextmanager
 def _stop_on_ctrl_c(bar):
-    """While training, the first Ctrl-C asks the loop to stop after the current step
-    (so the checkpoint is consistent: no half-applied update, no batch lost); a second
-    one stops at once. Outside the main thread signals cannot be caught, and Ctrl-C
-    behaves as usual."""
+    """While training, the first Ctrl-C (SIGINT) or SIGTERM (what ``kill`` and job
+    schedulers send) asks the loop to stop after the current step, so the checkpoint is
+    consistent: no half-applied update, no batch lost. A second one stops at once
+    (KeyboardInterrupt), keeping the last checkpoint. Outside the main thread signals
+    cannot be caught, and they behave as usual."""
     stop = _StopRequest()
     if threading.current_thread() is not threading.main_thread():
         yield stop
@@ -215,15 +242,25 @@ def _stop_on_ctrl_c(bar):
     def handler(signum, frame):
         if stop.requested:
             raise KeyboardInterrupt
-        stop.requested = True
-        bar.write("Ctrl-C: finishing this step and saving a checkpoint "
-                  "(press Ctrl-C again to quit at once)")
+        stop.requested, stop.signal_name = True, signal.Signals(signum).name
+        bar.write(f"{stop.signal_name}: finishing this step and saving a checkpoint "
+                  "(send it again to quit at once)")
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield stop
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _remove_leftover_temporaries(run_dir: str) -> None:
+    """Remove the hidden temporary files (``.NAME.<random>.tmp``, see files.atomic_write)
+    that a run killed while writing a checkpoint or picture left behind."""
+    for name in os.listdir(run_dir):
+        if name.startswith(".") and name.endswith(".tmp"):
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(run_dir, name))
 
 
 def _plot_curves(run_dir: str) -> None:

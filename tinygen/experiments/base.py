@@ -44,6 +44,41 @@ METRICS = {
 }
 
 
+class ConfigError(ValueError):
+    """A setting of an experiment is invalid; the message names the option, the value
+    given and what is allowed (``tinygen train`` prints it and exits with status 2)."""
+
+
+# Rules for options: each takes the value and returns what is wrong with it, or None.
+def positive(value):
+    return None if value > 0 else "must be positive"
+
+
+def non_negative(value):
+    return None if value >= 0 else "must be 0 or more"
+
+
+def fraction(value):
+    return None if 0 <= value < 1 else "must lie in [0, 1)"
+
+
+def one_of(*choices):
+    def rule(value):
+        return None if value in choices else f"choose one of {', '.join(map(str, choices))}"
+    return rule
+
+
+# The options the base itself reads; a recipe's ``rules`` add to and may override them.
+# A numeric option without a rule must be positive.
+COMMON_RULES = {"lr_schedule": one_of("constant", "cosine"), "ema_decay": fraction,
+                "seed": non_negative}
+
+
+def option_name(key: str) -> str:
+    """The command-line spelling of a config key: batch_size -> --batch-size."""
+    return "--" + key.replace("_", "-")
+
+
 class Experiment:
     """One model with its data, optimizer and training step; subclass per model.
 
@@ -52,13 +87,17 @@ class Experiment:
         datasets: the datasets it can train on; the first is the default.
         description: one line for ``tinygen list``.
         defaults: its options and their default values; each becomes a command-line
-            option (``batch_size`` -> ``--batch-size``) and an entry of ``config``. The
-            base reads ``batch_size``, ``lr``, ``lr_schedule`` ("constant" or "cosine"),
+            option (``batch_size`` -> ``--batch-size``) and an entry of ``config``.
+        rules: option -> a rule (``positive``, ``non_negative``, ``fraction``,
+            ``one_of(...)``) checked before any work; numbers without one must be
+            positive. The base reads ``batch_size``, ``lr``, ``lr_schedule`` ("constant" or "cosine"),
             ``ema_decay`` (0: no EMA), ``seed``, ``device``, ``dataset`` and
             ``data_root``.
 
     Args:
         config: the run's settings; missing entries take ``defaults``.
+
+    Raises ConfigError (a ValueError) for an invalid setting, naming it.
 
     During ``fit``, ``self.step`` (steps done before this one) and ``self.total_steps``
     (the run's length) are set before every training step.
@@ -67,6 +106,7 @@ class Experiment:
     name: str = ""
     datasets: tuple = ()
     defaults: dict = {}
+    rules: dict = {}
     description: str = ""
 
     step: int = 0
@@ -74,16 +114,51 @@ class Experiment:
 
     def __init__(self, config: dict):
         self.config = {**self.defaults, **config}
+        self.check_config()
         self.device = self.config.get("device", "cpu")
         self.schedulers: dict = {}
         self.train_seconds = 0.0
         self._splits: dict = {}
-        model = self.build_model()
+        try:
+            model = self.build_model()
+        except ValueError as e:  # a model's constructor refusing a combination of settings
+            raise ConfigError(str(e)) from None
         if model is not None:
             self.model = model.to(self.device)
             self.optimizer = self.build_optimizer()
             decay = self.config.get("ema_decay", 0)
             self.ema = optim.EMA(self.model.parameters(), decay=decay) if decay else None
+
+    # ---- the settings
+    def check_config(self) -> None:
+        """Check every setting before any work starts: its type is that of its default
+        (an int where an int is expected; a float may be given as an int), and it passes
+        its rule (``rules``, ``COMMON_RULES``; numbers without one must be positive).
+
+        Raises ConfigError naming the option, the value and what is allowed."""
+        rules = {**COMMON_RULES, **self.rules}
+        for key, default in self.defaults.items():
+            value = self.config.get(key)
+            if (value is None and default is None) or key in ("epochs", "steps"):
+                continue  # the budget: fit checks it, in either unit
+            if isinstance(default, bool):
+                ok, kind = isinstance(value, bool), "true or false"
+            elif isinstance(default, int):
+                ok, kind = isinstance(value, int) and not isinstance(value, bool), "an integer"
+            elif isinstance(default, float):
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool) \
+                    and math.isfinite(value)
+                kind = "a number"
+            elif isinstance(default, str):
+                ok, kind = isinstance(value, str), "a string"
+            else:
+                continue
+            if not ok:
+                raise ConfigError(f"{option_name(key)} {value!r}: must be {kind}")
+            rule = rules.get(key, positive if kind in ("an integer", "a number") else None)
+            problem = rule(value) if rule is not None else None
+            if problem:
+                raise ConfigError(f"{option_name(key)} {value!r}: {problem}")
 
     # ---- what a recipe defines
     def build_model(self):

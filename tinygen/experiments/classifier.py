@@ -20,7 +20,7 @@ from ..models.classifier import LeNet, images_to_input
 from ..nn import functional as F
 from ..random import generator
 from ..serialization import load, save
-from .base import Experiment
+from .base import Experiment, fraction
 
 
 class ClassifierExperiment(Experiment):
@@ -29,6 +29,7 @@ class ClassifierExperiment(Experiment):
 
     name = "classifier"
     defaults = {"batch_size": 128, "lr": 1e-3, "epochs": 6, "dropout": 0.25}
+    rules = {"dropout": fraction}
     with_labels = True
 
     def build_model(self):

@@ -16,7 +16,7 @@ from ... import no_grad, tensor
 from ...models.vae.autoencoder import AutoEncoder, DenoisingAutoEncoder
 from ...nn import functional as F
 from ...plot import save_image_grid
-from ..base import Experiment
+from ..base import Experiment, non_negative, one_of
 
 
 @no_grad()
@@ -54,6 +54,8 @@ class AutoEncoderExperiment(Experiment):
     defaults = {"latent_dim": 32, "network": "mlp", "reconstruction": "bernoulli",
                 "penalty": "none", "penalty_weight": 0.1, "batch_size": 128, "lr": 1e-3,
                 "epochs": 5}
+    rules = {"network": one_of("mlp", "conv"), "reconstruction": one_of("bernoulli", "mse"),
+             "penalty": one_of("none", "l1", "l2"), "penalty_weight": non_negative}
 
     def build_model(self) -> AutoEncoder:
         c = self.config
@@ -110,6 +112,8 @@ class DenoisingAutoEncoderExperiment(AutoEncoderExperiment):
 
     name = "dae"
     defaults = {**AutoEncoderExperiment.defaults, "noise": "masking", "noise_level": 0.5}
+    rules = {**AutoEncoderExperiment.rules, "noise": one_of("gaussian", "masking"),
+             "noise_level": non_negative}   # and below 1 for masking (the model checks)
 
     def build_model(self) -> DenoisingAutoEncoder:
         c = self.config

@@ -24,9 +24,10 @@ from tqdm import tqdm
 
 from ... import data, no_grad, tensor
 from ...metrics import bits_per_dim
+from ...models.vae.common import ACTIVATIONS
 from ...models.vae.vae import VAE
 from ...random import generator
-from ..base import Experiment
+from ..base import Experiment, non_negative, one_of
 
 
 def binarize_batch(batch, g):
@@ -45,6 +46,8 @@ class VAEExperiment(Experiment):
                 "likelihood": "bernoulli", "beta": 1.0, "k": 1, "batch_size": 100,
                 "lr": 1e-3, "lr_schedule": "cosine", "epochs": 10, "eval_k": 5000,
                 "eval_n": 10000, "eval_fid": True}
+    rules = {"network": one_of("mlp", "conv"), "activation": one_of(*ACTIVATIONS),
+             "likelihood": one_of("bernoulli", "gaussian"), "beta": non_negative}
 
     def build_model(self):
         c = self.config

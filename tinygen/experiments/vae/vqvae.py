@@ -17,7 +17,7 @@ from ... import backend, no_grad, tensor
 from ...models.vae.quantizer import codebook_usage, perplexity
 from ...models.vae.vqvae import VQVAE
 from ...random import randint
-from ..base import Experiment
+from ..base import Experiment, fraction, non_negative, one_of
 
 
 class VQVAEExperiment(Experiment):
@@ -27,6 +27,8 @@ class VQVAEExperiment(Experiment):
     defaults = {"batch_size": 128, "lr": 1e-3, "epochs": 5, "num_embeddings": 64,
                 "embedding_dim": 16, "beta": 0.25, "codebook_update": "loss",
                 "decay": 0.99, "dead_code_threshold": 0.0, "channels": 32}
+    rules = {"beta": non_negative, "codebook_update": one_of("loss", "ema"),
+             "decay": fraction, "dead_code_threshold": non_negative}
 
     def build_model(self):
         c = self.config
