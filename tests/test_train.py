@@ -265,3 +265,24 @@ def test_the_cli_says_divergence_in_one_line(tmp_path, capsys):
     said = [line for line in err.splitlines() if line.startswith("tinygen train:")]
     assert len(said) == 1 and "training diverged at step" in said[0], err
     assert "Traceback" not in err
+
+
+def test_a_recipe_chooses_its_blas_threads_for_training_only(tmp_path):
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return [pool["num_threads"] for pool in threadpool_info()
+                if pool["user_api"] == "blas"]
+
+    class OneThread(Regression):
+        blas_threads = 1
+
+        def training_step(self, batch):
+            self.seen = blas_threads()
+            return super().training_step(batch)
+
+    before = blas_threads()
+    exp = OneThread(config())
+    fit(exp, str(tmp_path), steps=2, progress=False)
+    assert exp.seen and set(exp.seen) == {1}
+    assert blas_threads() == before                    # given back after training

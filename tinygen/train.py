@@ -35,6 +35,7 @@ import signal
 import threading
 import time
 
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from . import __version__, backend
@@ -169,11 +170,14 @@ def fit(experiment, run_dir: str, *, steps: int | None = None,
         write_json(os.path.join(run_dir, CONFIG), {**config, "tinygen_version": __version__})
 
     experiment.configure_schedules(total, step)
+    blas = getattr(experiment, "blas_threads", None)   # e.g. 1 for small matrix products
+    limit = (threadpool_limits(limits=blas, user_api="blas") if blas
+             else contextlib.nullcontext())
     bar = tqdm(total=total, initial=step, desc=config.get("model", "train"), unit="step",
                disable=not progress, dynamic_ncols=True)
     started = time.perf_counter()
     seconds_before = experiment.train_seconds
-    with _stop_on_ctrl_c(bar) as stop, open(os.path.join(run_dir, LOG), "a") as log:
+    with limit, _stop_on_ctrl_c(bar) as stop, open(os.path.join(run_dir, LOG), "a") as log:
         try:
             while step < total and not stop.requested:
                 for batch in loader:

@@ -112,6 +112,13 @@ class Experiment:
     step: int = 0
     total_steps: int = 1
 
+    # BLAS threads while training: None leaves NumPy's BLAS on every core. A model of
+    # small matrix products sets 1: with 2 threads, OpenBLAS's threads wait for each
+    # other by spinning, and when another program holds a core (a browser, a second
+    # run) the MLP VAE's step ran 4 to 25 times slower (measured: 5-37 against 67-131
+    # steps/s with one busy process on 2 cores), while alone one thread is as fast.
+    blas_threads: int | None = None
+
     def __init__(self, config: dict):
         self.config = {**self.defaults, **config}
         self.check_config()

@@ -57,6 +57,11 @@ class AutoEncoderExperiment(Experiment):
     rules = {"network": one_of("mlp", "conv"), "reconstruction": one_of("bernoulli", "mse"),
              "penalty": one_of("none", "l1", "l2"), "penalty_weight": non_negative}
 
+    @property
+    def blas_threads(self):
+        """One BLAS thread for the MLP's small products (see Experiment.blas_threads)."""
+        return 1 if self.config["network"] == "mlp" else None
+
     def build_model(self) -> AutoEncoder:
         c = self.config
         return AutoEncoder(c["latent_dim"], c["network"], c["reconstruction"], c["penalty"],

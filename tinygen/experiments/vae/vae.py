@@ -49,6 +49,11 @@ class VAEExperiment(Experiment):
     rules = {"network": one_of("mlp", "conv"), "activation": one_of(*ACTIVATIONS),
              "likelihood": one_of("bernoulli", "gaussian"), "beta": non_negative}
 
+    @property
+    def blas_threads(self):
+        """One BLAS thread for the MLP's small products (see Experiment.blas_threads)."""
+        return 1 if self.config.get("network", "mlp") == "mlp" else None
+
     def build_model(self):
         c = self.config
         return VAE(c["latent_dim"], c["hidden"], c["likelihood"], c["network"], c["activation"])
