@@ -2,6 +2,7 @@
 `tinygen train cvae` does, with the pieces in plain sight).
 
 Run:  TINYGEN_DATA=path/to/data python demos/cvae_mnist.py [--epochs 10]
+          [--train-images 60000] [--test-images 10000]   (fewer images: a quick trial)
 It prints the test ELBO and writes class_rows.png: row c holds digits of class c, and
 each column shares one z, which carries the style (slant, thickness), not the class.
 """
@@ -20,6 +21,7 @@ parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--epochs", type=int, default=10)
 parser.add_argument("--latent-dim", type=int, default=20)
 parser.add_argument("--train-images", type=int, default=60000, help="fewer for a quick trial")
+parser.add_argument("--test-images", type=int, default=10000, help="fewer for a quick trial")
 parser.add_argument("--device", default="cpu")
 parser.add_argument("--out", default=os.path.join("runs", "cvae_demo"))
 args = parser.parse_args()
@@ -28,6 +30,7 @@ tg.manual_seed(0)
 # The data: images binarised afresh every batch, with their labels y.
 images, labels = data.load_dataset("mnist", "train")
 test_images, test_labels = data.load_dataset("mnist", "test")
+test_images, test_labels = test_images[:args.test_images], test_labels[:args.test_images]
 x_train = data.scale(images[:args.train_images]).reshape(-1, 1, 28, 28)
 loader = data.DataLoader(x_train, labels[:args.train_images], batch_size=100, shuffle=True,
                          seed=0, device=args.device,
@@ -57,7 +60,7 @@ with tg.no_grad():
         recon, kl = cvae.elbo(tg.tensor(x_test[i:i + 500], device=args.device),
                               test_labels[i:i + 500])
         elbos.append((recon - kl).numpy())
-print(f"test ELBO {np.concatenate(elbos).mean():.2f} nats")
+print(f"test ELBO {np.concatenate(elbos).mean():.2f} nats on {len(x_test)} test images")
 
 # Class-conditional rows: ten z ~ N(0, I), each decoded with every label y = 0..9.
 with tg.no_grad():

@@ -2,6 +2,7 @@
 (what `tinygen train vae` does, with the pieces in plain sight).
 
 Run:  TINYGEN_DATA=path/to/data python demos/vae_mnist.py [--epochs 10] [--k 1] [--latent-dim 50]
+          [--train-images 60000] [--test-images 1000]   (fewer images: a quick trial)
 It prints the test ELBO and the test log-likelihood estimated with the IWAE bound, and
 writes samples.png, reconstructions.png and, with --latent-dim 2, manifold.png.
 """
@@ -24,8 +25,9 @@ parser.add_argument("--k", type=int, default=1,
 parser.add_argument("--latent-dim", type=int, default=50)
 parser.add_argument("--eval-k", type=int, default=1000,
                     help="k of the test log-likelihood estimate")
-parser.add_argument("--eval-n", type=int, default=1000, help="test images it is estimated on")
 parser.add_argument("--train-images", type=int, default=60000, help="fewer for a quick trial")
+parser.add_argument("--test-images", "--eval-n", type=int, default=1000,
+                    help="test images it is evaluated on; fewer for a quick trial")
 parser.add_argument("--device", default="cpu")
 parser.add_argument("--out", default=os.path.join("runs", "vae_demo"))
 args = parser.parse_args()
@@ -35,7 +37,7 @@ tg.manual_seed(0)
 train_images, _ = data.load_dataset("mnist", "train")
 test_images, _ = data.load_dataset("mnist", "test")
 x_train = data.scale(train_images[:args.train_images]).reshape(-1, 1, 28, 28)
-x_test = data.binarize(data.scale(test_images[:args.eval_n]).reshape(-1, 1, 28, 28),
+x_test = data.binarize(data.scale(test_images[:args.test_images]).reshape(-1, 1, 28, 28),
                        tg.random.generator(1234))   # binarised once: a fixed test set
 loader = data.DataLoader(x_train, batch_size=100, shuffle=True, seed=0, device=args.device,
                          transform=lambda x, g: data.binarize(x, g))
@@ -71,7 +73,8 @@ with tg.no_grad():
         elbos.append((recon - kl).numpy())
         bounds.append(vae.iwae_bound(x, args.eval_k).numpy())
 print(f"test ELBO {np.concatenate(elbos).mean():.2f} nats; "
-      f"test NLL (IWAE k={args.eval_k}) {-np.concatenate(bounds).mean():.2f} nats")
+      f"test NLL (IWAE k={args.eval_k}) {-np.concatenate(bounds).mean():.2f} nats "
+      f"on {len(x_test)} test images")
 
 # Pictures: samples x ~ p(x|z) p(z) (drawn as the means of p(x|z)), reconstructions of
 # test digits from mu(x), and for a 2-D latent space the decoded grid of z.
