@@ -16,7 +16,8 @@ from tqdm import tqdm
 
 import tinygen as tg
 from tinygen import data, optim
-from tinygen.models.classifier import LeNet, images_to_input
+from tinygen.experiments.classifier import images_to_input
+from tinygen.models.classifier import LeNet
 from tinygen.nn import functional as F
 from tinygen.plot import new_figure, save_figure, save_image_grid
 

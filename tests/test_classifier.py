@@ -7,8 +7,8 @@ import pytest
 import tinygen as tg
 from tinygen import data
 from tinygen.experiments.classifier import ClassifierExperiment as Classifier
-from tinygen.experiments.classifier import class_accuracy, fid
-from tinygen.models.classifier import LeNet, images_to_input
+from tinygen.experiments.classifier import class_accuracy, fid, images_to_input
+from tinygen.models.classifier import LeNet
 from tinygen.train import fit
 
 needs_mnist = pytest.mark.skipif(not os.environ.get("TINYGEN_DATA"),
@@ -27,7 +27,14 @@ def test_images_to_input_accepts_the_usual_forms():
     u8 = np.full((2, 28, 28), 255, np.uint8)
     np.testing.assert_allclose(images_to_input(u8), np.ones((2, 1, 28, 28)))
     pm1 = -np.ones((2, 1, 28, 28), np.float32)          # a model's samples in [-1, 1]
-    np.testing.assert_allclose(images_to_input(pm1), np.zeros((2, 1, 28, 28)))
+    np.testing.assert_allclose(images_to_input(pm1, value_range=(-1, 1)),
+                               np.zeros((2, 1, 28, 28)))
+    half = np.full((2, 28, 28), 0.5, np.float32)
+    half[0, 0, 0] = -0.01           # one stray value must not rescale a [0, 1] batch
+    with pytest.raises(ValueError, match=r"outside the value_range \(0, 1\)"):
+        images_to_input(half)
+    half[0, 0, 0] = -0.0005         # rounding is tolerated, and clipped
+    np.testing.assert_allclose(images_to_input(half)[1], 0.5)
     assert images_to_input(tg.rand(2, 28, 28)).shape == (2, 1, 28, 28)
     with pytest.raises(ValueError, match="28x28"):
         images_to_input(np.zeros((2, 3, 32, 32), np.float32))

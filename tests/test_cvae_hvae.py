@@ -98,7 +98,7 @@ def test_cvae_draws_the_requested_digit(tmp_path):
     """After a short training, a classifier recognises the requested class in the cVAE's
     samples far more often than chance (10%)."""
     from tinygen.experiments.classifier import ClassifierExperiment as Classifier
-    from tinygen.models.classifier import images_to_input
+    from tinygen.experiments.classifier import images_to_input
 
     class Small(Classifier):
         def train_loader(self):

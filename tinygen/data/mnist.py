@@ -54,8 +54,8 @@ def _how_to_provide(name):
         "To provide the data, do one of:",
         f"  - set {paths.ENV_VAR} to a data folder that contains {name}/ with the four IDX "
         f"files ({_ALL_FILES}; gzip-compressed or not)",
-        f"  - give that data folder as --data-root FOLDER to the tinygen command (root=FOLDER "
-        f"in Python)",
+        "  - give that data folder as --data-root FOLDER to the tinygen command (root=FOLDER "
+        "in Python)",
         f"  - allow the download (download=True, the default) on a machine with network "
         f"access; the files go to {paths.cache_dir() / name}",
     ]

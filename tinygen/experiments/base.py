@@ -90,9 +90,11 @@ class Experiment:
             option (``batch_size`` -> ``--batch-size``) and an entry of ``config``.
         rules: option -> a rule (``positive``, ``non_negative``, ``fraction``,
             ``one_of(...)``) checked before any work; numbers without one must be
-            positive. The base reads ``batch_size``, ``lr``, ``lr_schedule`` ("constant" or "cosine"),
-            ``ema_decay`` (0: no EMA), ``seed``, ``device``, ``dataset`` and
-            ``data_root``.
+            positive.
+
+    The base reads the settings ``batch_size``, ``lr``, ``lr_schedule`` ("constant" or
+    "cosine"), ``ema_decay`` (0: no EMA), ``seed``, ``device``, ``dataset`` and
+    ``data_root``.
 
     Args:
         config: the run's settings; missing entries take ``defaults``.
@@ -183,7 +185,8 @@ class Experiment:
         raise NotImplementedError
 
     def sample(self, n: int):
-        """n samples as images (n, C, H, W) in [0, 1] or [-1, 1], for ``tinygen sample``."""
+        """n samples as images, a NumPy array (n, C, H, W) with pixels in [0, 1] or
+        [-1, 1], for ``tinygen sample``."""
         raise NotImplementedError(f"'{self.name}' does not generate samples")
 
     def evaluate(self) -> dict:

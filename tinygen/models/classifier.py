@@ -1,5 +1,6 @@
-"""A LeNet-style convolutional classifier for 28x28 images (after LeCun et al. 1998): the
-measuring instrument for every generative model here.
+"""A small convolutional classifier for 28x28 images, LeNet-like (LeCun et al. 1998) in
+shape but with ReLU, max-pooling and dropout, as in the usual MNIST examples of PyTorch
+and Keras: the measuring instrument for every generative model here.
 
     x (N, 1, 28, 28) -> [conv 5x5, 32] -> ReLU -> maxpool 2 -> [conv 5x5, 64] -> ReLU
       -> maxpool 2 -> flatten (3136) -> Linear 128 -> ReLU = features h (N, 128)
@@ -12,8 +13,6 @@ Frechet Inception Distance of Heusel et al. 2017, with a network that knows digi
 Its training and caching live in ``tinygen.experiments.classifier``.
 """
 from __future__ import annotations
-
-import numpy as np
 
 from .. import nn
 from ..nn import functional as F
@@ -38,21 +37,3 @@ class LeNet(nn.Module):
 
     def forward(self, x):
         return self.fc2(self.dropout(self.features(x)))
-
-
-def images_to_input(images) -> np.ndarray:
-    """uint8 (N, 28, 28), or floats in [0, 1] or [-1, 1] of shape (N, 28, 28) or
-    (N, 1, 28, 28), -> float32 (N, 1, 28, 28) in [0, 1]: what LeNet reads.
-
-    Raises ValueError for images that are not 28x28 and grey."""
-    x = images.numpy() if hasattr(images, "numpy") else np.asarray(images)
-    if x.dtype == np.uint8:
-        x = x.astype(np.float32) / 255.0
-    x = x.astype(np.float32, copy=False)
-    if x.min() < 0:  # samples of models trained on [-1, 1]
-        x = (x + 1) / 2
-    if x.ndim == 3:
-        x = x[:, None]
-    if x.shape[1:] != (1, 28, 28):
-        raise ValueError(f"expected 28x28 grey images, got shape {x.shape}")
-    return np.clip(x, 0.0, 1.0)

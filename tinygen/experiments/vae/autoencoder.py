@@ -2,8 +2,8 @@
 Fashion-MNIST; the models are in ``tinygen.models.vae.autoencoder``.
 
 Defaults (tinygen's choices for MNIST): a 32-d code, the MLP networks (784-400-32 and
-back), the Bernoulli reconstruction loss, Adam 1e-3, batch 128, 5 epochs; the DAE masks
-each pixel with probability 0.5. Evaluation: recon_mse and recon_bce per pixel on the
+back), the Bernoulli reconstruction loss, Adam 1e-3, batch 128, 5 epochs; with a
+penalty, lambda = 0.1; the DAE masks each pixel with probability 0.5. Evaluation: recon_mse and recon_bce per pixel on the
 test set, and for the DAE the same for the denoised corrupted test set.
 """
 from __future__ import annotations

@@ -23,7 +23,7 @@ class ConditionalVAEExperiment(VAEExperiment):
     name = "cvae"
     defaults = {"latent_dim": 20, "hidden": 400, "activation": "relu", "beta": 1.0,
                 "batch_size": 100, "lr": 1e-3, "lr_schedule": "cosine", "epochs": 10,
-                "likelihood": "bernoulli", "eval_n": 10000, "eval_fid": True}
+                "eval_n": 10000, "eval_fid": True}
     with_labels = True
 
     def build_model(self):

@@ -18,7 +18,7 @@ class HierarchicalVAEExperiment(VAEExperiment):
 
     name = "hvae"
     defaults = {"latent_dim": 100, "top_dim": 50, "hidden": 200, "top_hidden": 100,
-                "activation": "tanh", "likelihood": "bernoulli", "beta": 1.0, "k": 1,
+                "activation": "tanh", "beta": 1.0, "k": 1,
                 "batch_size": 100, "lr": 1e-3, "lr_schedule": "cosine", "epochs": 10,
                 "eval_k": 5000, "eval_n": 10000, "eval_fid": True}
 

@@ -4,9 +4,13 @@ Grosse & Salakhutdinov (2016) did; the model is ``tinygen.models.vae.vae.VAE``.
 Defaults and where they come from:
     latent_dim 50, hidden 200, activation tanh   Burda et al.'s one-layer architecture
                                                  (784-200-200-50), Glorot-initialised
-    batch_size 100, lr 1e-3 (Adam), cosine decay to lr/100
+    batch_size 100, lr 1e-3 (Adam), cosine decay to lr/100, epochs 10
                                                  tinygen's choice: Burda et al. used batch
-                                                 20 and 3^i-epoch steps of the rate
+                                                 20 and 3280 epochs (3^i epochs at the
+                                                 i-th rate, i = 0..7)
+    beta 1, k 1                                  the VAE's ELBO; k > 1 trains L_k (beta
+                                                 then plays no part: the IWAE bound has
+                                                 no separate KL term)
     eval_k 5000                                  the k of Burda et al.'s test NLL estimate
     data_variant dynamic_binarized               a fresh x ~ Bernoulli(grey level) for
                                                  every training batch; the test set
@@ -60,7 +64,9 @@ class VAEExperiment(Experiment):
 
     @property
     def binary(self) -> bool:
-        return self.config["likelihood"] == "bernoulli"
+        """Whether the pixels are binarised: a Bernoulli likelihood (the only one of the
+        two-layer and the conditional VAE)."""
+        return self.config.get("likelihood", "bernoulli") == "bernoulli"
 
     @property
     def transform(self):

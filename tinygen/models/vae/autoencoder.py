@@ -23,7 +23,8 @@ is a constraint that forbids copying. The three models here differ in that const
    where eta is what the decoder network outputs (logits, or the reconstruction itself).
    "bernoulli" is -log p(x | z) for independent Bernoulli pixels of mean x_hat, meant for
    data in [0, 1]; it is computed from the logits as softplus(eta) - x eta, exact for any
-   eta. "mse" is -log p(x | z) of a Gaussian of mean x_hat, up to constants. With linear
+   eta. "mse" is -log p(x | z) of a Gaussian N(x_hat, sigma^2 I), ||x - x_hat||^2 /
+   (2 sigma^2) + const, for sigma^2 = 1/2. With linear
    f and g and the mse loss, the optimal code spans the top-d principal subspace of the
    data and the loss is the sum of the D - d discarded eigenvalues of its covariance:
    a linear autoencoder is PCA (Baldi and Hornik, 1989).
@@ -36,25 +37,26 @@ is a constraint that forbids copying. The three models here differ in that const
 
    so that even a code as large as the input cannot be a copy. A caveat the textbook
    form carries: g can undo any rescaling of z, so the penalty can also be lowered by
-   shrinking all of z and enlarging g's first weights. Measured on MNIST (d = 32, 400
-   steps), lambda = 1 shrinks the mean |z_j| sevenfold but raises the share of units
-   below a tenth of the image's largest only from 14% to 35%; sparse coding fixes the
-   norms of g's columns to close this loophole.
+   shrinking all of z and enlarging g's first weights (docs/vae.md measures it); sparse
+   coding fixes the norms of g's columns to close this loophole.
 
-3. The denoising autoencoder (Vincent et al., 2008) reconstructs the clean x from a
-   corrupted copy x_tilde drawn from a corruption process C(x_tilde | x):
+3. The denoising autoencoder (Vincent et al. 2008; Gaussian noise in Vincent et al.
+   2010) reconstructs the clean x from a corrupted copy x_tilde drawn from a corruption
+   process C(x_tilde | x):
 
        x_tilde ~ C(x_tilde | x),      min_{f, g}  E_x E_{x_tilde ~ C} [ L(x, g(f(x_tilde))) ]
 
        gaussian   x_tilde = x + sigma eps,        eps ~ N(0, I)
        masking    x_tilde = m * x,                m_i ~ Bernoulli(1 - p): each pixel
-                                                  zeroed with probability p
+                                                  zeroed with probability p (the
+                                                  paper zeroes a fixed fraction p)
 
    The target is the clean x, never x_tilde, so the identity no longer solves the
-   problem: to undo the corruption the network must learn where the data lie. For small
-   Gaussian noise, g(f(x_tilde)) - x_tilde points towards the data and estimates
-   sigma^2 grad_x log p(x) (Alain and Bengio, 2014): the score, the quantity that
-   diffusion models learn.
+   problem: to undo the corruption the network must learn where the data lie. With
+   Gaussian noise and the mse loss, the best g(f(x_tilde)) is E[x | x_tilde] = x_tilde +
+   sigma^2 grad log p_sigma(x_tilde), p_sigma the data density smoothed by the noise
+   (Tweedie's formula; Alain and Bengio 2014): g(f(x_tilde)) - x_tilde estimates
+   sigma^2 times the score at x_tilde, the quantity that diffusion models learn.
 
 An autoencoder is not a generative model: it has no prior p(z), so there is no
 distribution to draw new codes from. The VAE adds one.
@@ -63,8 +65,16 @@ Averages: every loss and penalty here is summed over the pixels (or code units) 
 example and averaged over the batch, so lambda weighs one image's penalty against one
 image's reconstruction.
 
-Shapes: x, x_tilde, eta, x_hat (N, 1, 28, 28) for the image networks (any (N, ...) for
-encoder and decoder modules given directly); z (N, d).
+Symbols and code (x, x_tilde, eta, x_hat (N, 1, 28, 28) for the image networks, any
+(N, ...) for encoder and decoder modules given directly; z (N, d)):
+
+    symbol           code
+    f, g             encoder (encode), decoder
+    eta              decoder(z), logits or the reconstruction itself
+    x_hat            decode(z), forward(x)
+    L, Omega         reconstruction_loss, omega
+    lambda           penalty_weight
+    C(x_tilde | x)   corrupt
 """
 from __future__ import annotations
 

@@ -10,9 +10,15 @@ last axis as one event, so ``log_prob`` is one number per example):
 
 The importance-weighted bound with k samples z_1..z_k ~ q(z | x) (Burda et al. eq. 8):
 
-    L_k(x) = log (1/k) sum_i w_i,     log w_i = log p(x, z_i) - log q(z_i | x),
+    L_k(x) = E_{z_1..z_k ~ q}[ log (1/k) sum_i w_i ],   log w_i = log p(x, z_i) - log q(z_i | x),
 
 the ELBO for k = 1, never smaller for larger k, and tending to log p(x) as k grows.
+``importance_weighted_bound`` returns the one-draw estimate log (1/k) sum_i w_i.
+
+The distributions here are built from the model's own outputs, not from a user's input,
+so their arguments are not checked (validate_args=False): a diverging network shows as a
+non-finite loss, which the training loop stops at, naming the step; and a GPU need not
+wait for a check on every call.
 """
 from __future__ import annotations
 
@@ -28,17 +34,26 @@ from ...ops import cat, logsumexp
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "softplus": nn.Softplus}
 
 
+def activation(name: str):
+    """The activation module class called ``name`` ("tanh", "relu" or "softplus").
+
+    Raises ValueError naming the choices for another name."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {name!r}")
+    return ACTIVATIONS[name]
+
+
+def split_gaussian_params(h, d: int):
+    """An encoder's output h (..., 2d) -> mu and log sigma^2, each (..., d)."""
+    return h[..., :d], h[..., d:]
+
+
 # --------------------------------------------------------------------------- distributions
 
 def diagonal_normal(mu, logvar) -> Independent:
     """N(mu, diag sigma^2) over the last axis, from mu and logvar = log sigma^2, each
     (..., d): the encoder's q_phi(z | x). Its ``rsample`` is the reparameterisation
-    z = mu + sigma * eps, eps ~ N(0, I).
-
-    The parameters are the encoder's own outputs, not a user's input, so they are not
-    checked (validate_args=False): a diverging encoder (sigma overflowing to inf or
-    underflowing to 0) then shows as a non-finite loss, which the training loop stops
-    at, naming the step."""
+    z = mu + sigma * eps, eps ~ N(0, I). Not checked (see the module docstring)."""
     return Independent(Normal(mu, (0.5 * logvar).exp(), validate_args=False), 1)
 
 
@@ -50,14 +65,15 @@ def standard_normal(d: int, device: str = "cpu") -> Independent:
 def bernoulli_pixels(logits) -> Independent:
     """p_theta(x | z) for binary pixels: independent Bernoulli(sigmoid(l_i)) over the last
     axis of the decoder's logits l (..., D); log_prob(x) = sum_i x_i l_i - softplus(l_i),
-    exact for any logit."""
-    return Independent(Bernoulli(logits=logits), 1)
+    exact for any logit. Not checked (see the module docstring)."""
+    return Independent(Bernoulli(logits=logits, validate_args=False), 1)
 
 
 # --------------------------------------------------------------------------- the bound
 
 def importance_weighted_bound(log_weights, x, k: int, chunk: int = 500):
-    """L_k(x) = log (1/k) sum_i w_i per example, (N,), in nats.
+    """One draw of log (1/k) sum_i w_i per example, (N,), in nats: an unbiased estimate of
+    the bound L_k(x).
 
     Args:
         log_weights: a function (x, k) -> (k, N) of log w_i = log p(x, z_i) - log q(z_i|x)

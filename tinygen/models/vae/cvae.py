@@ -6,6 +6,12 @@ the label y, so that it can generate a chosen class.
 
     log p(x | y) >= E_{q(z|x,y)}[log p_theta(x | z, y)] - KL(q_phi(z | x, y) || p(z)).
 
+Sohn et al. write the bound for an output y given an input x, log p(y | x) >= E_q(z|x,y)
+[log p(y | x, z)] - KL(q(z | x, y) || p(z | x)), with a conditional prior. Here the roles
+are those of generating a chosen digit: the label y is the condition and the image x the
+output, and the prior is the plain p(z) = N(0, I), the simplification the paper also
+discusses (as in Kingma et al. 2014's M2 model).
+
 y enters as a one-hot vector concatenated to the flattened image (encoder) and to z
 (decoder). To draw a digit of class y: z ~ N(0, I), then x ~ p_theta(x | z, y). Since z
 no longer needs to carry the class, it is free to carry the style (slant, thickness),
@@ -25,12 +31,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ... import nn, no_grad, tensor
+from ... import backend, nn, no_grad, tensor
+from ...autograd import Tensor
 from ...distributions import Independent, kl_divergence
 from ...nn import functional as F
 from ...ops import cat
 from ..networks import mlp
-from .common import ACTIVATIONS, bernoulli_pixels, diagonal_normal, module_device, standard_normal
+from .common import activation as activation_class
+from .common import (bernoulli_pixels, diagonal_normal, module_device, split_gaussian_params,
+                     standard_normal)
 
 
 class ConditionalVAE(nn.Module):
@@ -46,23 +55,21 @@ class ConditionalVAE(nn.Module):
     def __init__(self, latent_dim: int = 20, hidden: int = 400, num_classes: int = 10,
                  activation: str = "relu"):
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got "
-                             f"{activation!r}")
+        act = activation_class(activation)
         self.latent_dim, self.num_classes = latent_dim, num_classes
-        act = ACTIVATIONS[activation]
         self.encoder = mlp([784 + num_classes, hidden, hidden, 2 * latent_dim], act)
         self.decoder = mlp([latent_dim + num_classes, hidden, hidden, 784], act)
 
     def one_hot(self, y):
         """Labels y (N,) (a Tensor or array) -> one-hot vectors (N, num_classes)."""
-        labels = y.data if hasattr(y, "data") else np.asarray(y)
-        return F.one_hot(tensor(labels), self.num_classes).to(module_device(self))
+        labels = y.data if isinstance(y, Tensor) else y
+        one_hot = F.one_hot(tensor(backend.to_numpy(labels)), self.num_classes)
+        return one_hot.to(module_device(self))
 
     def encode(self, x, y):
         """mu, log sigma^2 of q(z | x, y), each (N, d)."""
         h = self.encoder(cat([x.flatten(1), self.one_hot(y)], axis=1))
-        return h[:, :self.latent_dim], h[:, self.latent_dim:]
+        return split_gaussian_params(h, self.latent_dim)
 
     def posterior(self, x, y) -> Independent:
         """q_phi(z | x, y) = N(mu, diag sigma^2)."""

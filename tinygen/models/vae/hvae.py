@@ -31,8 +31,10 @@ from __future__ import annotations
 from ... import nn, no_grad
 from ...distributions import Independent
 from ..networks import glorot_init_, mlp
-from .common import (ACTIVATIONS, bernoulli_pixels, diagonal_normal, importance_weighted_bound,
-                     module_device, pixel_marginal_logits, set_bias, standard_normal)
+from .common import activation as activation_class
+from .common import (bernoulli_pixels, diagonal_normal, importance_weighted_bound,
+                     module_device, pixel_marginal_logits, set_bias, split_gaussian_params,
+                     standard_normal)
 
 
 class GaussianLayer(nn.Module):
@@ -46,10 +48,10 @@ class GaussianLayer(nn.Module):
 
     def params(self, h):
         """mu and log sigma^2, each (..., out_dim)."""
-        out = self.net(h)
-        return out[..., :self.out_dim], out[..., self.out_dim:]
+        return split_gaussian_params(self.net(h), self.out_dim)
 
     def forward(self, h) -> Independent:
+        """The Gaussian N(mu(h), diag sigma^2(h)): batch shape (...), event (out_dim,)."""
         return diagonal_normal(*self.params(h))
 
 
@@ -60,14 +62,13 @@ class HierarchicalVAE(nn.Module):
         latent_dims: (d1, d2), the sizes of z1 and z2 (100, 50 in the paper).
         hidden: (h1, h2), the widths of the MLPs next to x and next to z2.
         activation: "tanh", "relu" or "softplus".
+
+    Raises ValueError for an unknown activation.
     """
 
     def __init__(self, latent_dims=(100, 50), hidden=(200, 100), activation="tanh"):
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got "
-                             f"{activation!r}")
-        act = ACTIVATIONS[activation]
+        act = activation_class(activation)
         (d1, d2), (h1, h2) = latent_dims, hidden
         self.latent_dim, self.top_dim = d1, d2
         self.q_z1 = GaussianLayer(784, h1, d1, act)      # q(z1 | x)

@@ -17,7 +17,10 @@ from L (it is still logged, as a measure of the quantisation error). As in DeepM
 reference implementation (Sonnet), e_k divides by Laplace-smoothed counts,
 N_k' = (N_k + eps) / (n + K eps) n with n = sum_k N_k, so a code no vector has chosen
 for a long time never divides by zero. N_k starts at 1 and m_k at e_k, as if every
-code had been assigned once, to itself: an unused code then stays where it is.
+code had been assigned once, to itself. An unused code does not stay put for ever: m_k
+and N_k both decay by gamma each step, and once N_k falls below eps (after about
+ln(1/eps) / (1 - gamma), some 1150 idle steps at gamma = 0.99) the smoothing takes over
+and e_k shrinks towards the origin, as in Sonnet.
 
 Codebook usage. With p_k = n_k / (N h w) the fraction of grid vectors assigned to code
 k, the perplexity exp(-sum_k p_k log p_k) is 1 when one code takes everything and K
@@ -28,6 +31,17 @@ encoder output chooses gets no gradient and no EMA update, so it stays unused fo
 The moving-average count N_k (kept in both modes) finds them: after each step, every
 code with N_k < threshold is moved onto a randomly chosen encoder output of the batch
 (N_k <- 1, m_k <- e_k), the "random restarts" of Dhariwal et al. 2020 (Jukebox).
+N_k counts per batch of N h w vectors, so the threshold depends on the batch size.
+
+Symbols and code:
+
+    symbol       code                             shape
+    K, D         num_embeddings, embedding_dim
+    e            embedding                        (K, D), initialised U(-1/K, 1/K)
+    k            Quantized.k                      (N, h, w) code indices
+    z_q, z_q_st  Quantized.z_q, Quantized.z_q_st  (N, D, h, w)
+    N_k, m_k     ema_count, ema_sum               (K,), (K, D)
+    gamma        decay
 """
 from __future__ import annotations
 

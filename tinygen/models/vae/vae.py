@@ -51,11 +51,12 @@ import numpy as np
 from ... import nn, no_grad
 from ...distributions import Independent, Normal, kl_divergence
 from ..networks import ConvDecoder, ConvEncoder, glorot_init_, mlp
-from .common import (ACTIVATIONS, bernoulli_pixels, diagonal_normal, importance_weighted_bound,
-                     module_device, pixel_marginal_logits, set_bias, standard_normal)
+from .common import activation as activation_class
+from .common import (bernoulli_pixels, diagonal_normal, importance_weighted_bound,
+                     module_device, pixel_marginal_logits, set_bias, split_gaussian_params,
+                     standard_normal)
 
 LIKELIHOODS = ("bernoulli", "gaussian")
-NETWORKS = ("mlp", "conv")
 
 
 class VAE(nn.Module):
@@ -73,7 +74,8 @@ class VAE(nn.Module):
             posterior is known): encoder x (N, D) -> (N, 2d) = [mu, log sigma^2],
             decoder z (M, d) -> (M, D).
 
-    Raises ValueError for an unknown likelihood, network or activation.
+    Raises ValueError for an unknown likelihood, network or activation, or for only one
+    of encoder and decoder.
     """
 
     def __init__(self, latent_dim: int = 50, hidden: int = 200, likelihood: str = "bernoulli",
@@ -82,12 +84,11 @@ class VAE(nn.Module):
         super().__init__()
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got "
-                             f"{activation!r}")
+        if (encoder is None) != (decoder is None):
+            raise ValueError("VAE: give both encoder and decoder, or neither")
         self.latent_dim, self.likelihood, self.data_dim = latent_dim, likelihood, data_dim
-        act = ACTIVATIONS[activation]
-        if encoder is not None and decoder is not None:
+        act = activation_class(activation)
+        if encoder is not None:
             self.encoder, self.decoder, network = encoder, decoder, "given"
         elif network == "mlp":  # initialised as in Burda et al. (see init_output_bias too)
             self.encoder = glorot_init_(mlp([data_dim, hidden, hidden, 2 * latent_dim], act))
@@ -105,7 +106,7 @@ class VAE(nn.Module):
     def encode(self, x):
         """x (N, 1, 28, 28) or (N, D) -> mu, log sigma^2, each (N, d)."""
         h = self.encoder(x if self.network == "conv" else x.flatten(1))
-        return h[:, :self.latent_dim], h[:, self.latent_dim:]
+        return split_gaussian_params(h, self.latent_dim)
 
     def posterior(self, x) -> Independent:
         """q_phi(z | x) = N(mu, diag sigma^2), batch shape (N,), event shape (d,)."""
@@ -131,14 +132,15 @@ class VAE(nn.Module):
         return Independent(Normal(out, self.log_sigma_x.exp()), 1)
 
     def mean(self, out):
-        """The mean of p_theta(x | z) as an image in [0, 1]: (..., D) -> (..., 1, 28, 28)."""
+        """The mean of p_theta(x | z) as an image in [0, 1]: (..., 784) -> (..., 1, 28, 28)
+        (28x28 images only)."""
         m = out.sigmoid() if self.likelihood == "bernoulli" else out.clip(0.0, 1.0)
         return m.reshape(*out.shape[:-1], 1, 28, 28)
 
     def init_output_bias(self, x_mean):
         """Make the untrained Bernoulli decoder give every pixel its frequency in the
         training data (``pixel_marginal_logits``), as Burda et al. did. x_mean: the mean
-        training image."""
+        training image. Only for the Bernoulli MLP decoder; otherwise it does nothing."""
         if self.likelihood == "bernoulli" and self.network == "mlp":
             set_bias(self.decoder[-1], pixel_marginal_logits(x_mean))
 

@@ -9,7 +9,8 @@ its nearest code (eqs. 1 and 2 of the paper), at every grid position independent
     z_q(x) = e_k.
 
 The posterior q(z|x) is deterministic, a one-hot over the K codes, so with a uniform
-prior p(z) its KL term is the constant log K and drops out of the ELBO. The decoder
+prior p(z) its KL term is the constant log K per grid position (49 log K for a 7 x 7
+grid) and drops out of the ELBO. The decoder
 models p(x | z_q(x)).
 
 The argmin has no gradient. The straight-through estimator copies the gradient that
@@ -20,7 +21,10 @@ reaches z_q onto z_e, as if quantisation were the identity:
 where sg[.] is the stop-gradient (``Tensor.detach``: an identity in the forward pass,
 zero derivative). The loss (eq. 3) is
 
-    L = -log p(x | z_q(x)) + ||sg[z_e(x)] - e||^2 + beta ||z_e(x) - sg[e]||^2,
+    L = -log p(x | z_q(x)) + ||sg[z_e(x)] - e||^2 + beta ||z_e(x) - sg[e]||^2
+
+(the paper's eq. 3 prints the first term as +log p(x | z_q); it is the negative
+log-likelihood that is minimised),
 
 with e the code chosen at each position. The stop-gradients route the three terms:
 
@@ -30,25 +34,38 @@ with e the code chosen at each position. The stop-gradients route the three term
     commitment      beta ||z_e - sg[e]||^2  the encoder only: its outputs stay close to
                                             their codes and do not grow without bound
 
-beta = 0.25 as in the paper. Here p(x|z_q) is a Gaussian of fixed variance with mean
-x_hat = decoder(z_q), so -log p is the squared error up to constants; each term is
-taken as a mean (over the N 28 28 pixels, and over the N h w D latent elements), so the
-reported reconstruction term is the per-pixel MSE.
+beta = 0.25 as in the paper. Here p(x|z_q) = N(x_hat, sigma^2 I) with x_hat =
+decoder(z_q), so -log p = ||x - x_hat||^2 / (2 sigma^2) + const: the squared error, for
+sigma^2 = 1/2. Each term is taken as a mean (over the N 28 28 pixels, and over the
+N h w D latent elements), so the reported reconstruction term is the per-pixel MSE. The
+terms then weigh against each other as sums per image would only because h w D =
+7 7 16 = 784 = 28 28; with another D the codebook and commitment terms weigh 784 / (49 D)
+times as much against the reconstruction as summed terms would.
 
 The quantiser, its EMA codebook (the paper's Appendix A.1), codebook usage and dead-code
 restarts are in ``quantizer.py``.
 
 Sampling. No prior over codes is learned here: ``sample`` draws every code of the 7 x 7
-grid independently and uniformly from the K codes and decodes. The pictures show what
+grid independently from the uniform prior p(z) over the K codes and decodes. The pictures show what
 the codes mean as strokes, not digits. The paper fits an autoregressive prior (a
 PixelCNN) over the code grids; that comes with the autoregressive family.
 
 Data and networks. Images are scaled to [0, 1]; the decoder's output is the mean x_hat,
 unconstrained (clipped to [0, 1] only for pictures and samples). The convolutional
 encoder and decoder follow the paper's, smaller: two stride-2 4 x 4 convolutions
-(28 -> 14 -> 7), a 3 x 3 convolution, residual blocks (ReLU, 3 x 3 conv, ReLU, 1 x 1
-conv) and a 1 x 1 convolution to D channels; the decoder mirrors it with transposed
-convolutions. Codes form a 7 x 7 grid: 49 codes of log2 K bits describe an image.
+(28 -> 14 -> 7), residual blocks (ReLU, 3 x 3 conv, ReLU, 1 x 1 conv) and a 1 x 1
+convolution to D channels; the decoder starts with a 3 x 3 convolution from D channels,
+then residual blocks and two stride-2 transposed convolutions. Codes form a 7 x 7 grid:
+49 codes of log2 K bits describe an image.
+
+Symbols and code:
+
+    symbol               code                          shape
+    x, x_hat             x, x_hat                      (N, 1, 28, 28), pixels in [0, 1]
+    z_e(x)               encoder(x)                    (N, D, 7, 7)
+    z_q, k               quantizer(z_e).z_q_st, .k     (N, D, 7, 7), (N, 7, 7)
+    the terms of L       loss_terms(...), loss(...)    scalars (means, see above)
+    beta                 beta
 """
 from __future__ import annotations
 
@@ -57,6 +74,7 @@ import numpy as np
 from ... import nn, no_grad
 from ...autograd import Tensor
 from ...nn import functional as F
+from ...random import randint
 from .quantizer import VectorQuantizer
 
 __all__ = ["VQEncoder", "VQDecoder", "VQVAE"]
@@ -159,6 +177,15 @@ class VQVAE(nn.Module):
     def encode(self, x) -> np.ndarray:
         """x (N, 1, 28, 28) -> the code grid k (N, 7, 7), int64 on x's device."""
         return self.quantizer(self.encoder(x)).k
+
+    @no_grad()
+    def sample(self, n: int) -> Tensor:
+        """n images (n, 1, 28, 28) in [0, 1] from the uniform prior p(z): every code of
+        the 7 x 7 grid drawn independently from {0, ..., K-1}, then decoded (the mean
+        x_hat, clipped to [0, 1])."""
+        K = self.quantizer.num_embeddings
+        device = self.quantizer.embedding.device
+        return self.decode(randint(0, K, (n, 7, 7), device=device)).clip(0.0, 1.0)
 
     @no_grad()
     def decode(self, k) -> Tensor:
