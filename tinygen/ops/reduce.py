@@ -42,6 +42,8 @@ def _spread(g, in_shape, axes):
 
 
 class Sum(Function):
+    """y = sum_axes x;  dL/dx = g broadcast back over the axes."""
+
     def forward(self, a, axes, keepdims):
         self.axes = axes
         return backend.get_array_module(a).sum(a, axis=axes, keepdims=keepdims)
@@ -50,7 +52,15 @@ class Sum(Function):
         return _spread(g, self.inputs[0].shape, self.axes)
 
 
+def sum(x, axis=None, keepdims=False):
+    """Sum over ``axis`` (None: all). (N, ...) -> reduced shape."""
+    x = as_tensor(x)
+    return Sum.apply(x, axes=normalize_axis(axis, x.ndim, "sum"), keepdims=keepdims)
+
+
 class Mean(Function):
+    """y = mean_axes x = sum_axes x / n;  dL/dx = g / n broadcast back over the axes."""
+
     def forward(self, a, axes, keepdims):
         self.axes = axes
         self.n = int(np.prod([a.shape[i] for i in axes]))
@@ -60,9 +70,29 @@ class Mean(Function):
         return _spread(g, self.inputs[0].shape, self.axes) * (1.0 / self.n)
 
 
+def mean(x, axis=None, keepdims=False):
+    """Mean over ``axis`` (None: all)."""
+    x = as_tensor(x)
+    return Mean.apply(x, axes=normalize_axis(axis, x.ndim, "mean"), keepdims=keepdims)
+
+
+def var(x, axis=None, ddof=0, keepdims=False):
+    """Variance over ``axis``: sum (x - mean)^2 / (n - ddof). ddof=0 (NumPy's default)
+    is the maximum-likelihood estimate; ddof=1 is the unbiased one (torch's default)."""
+    x = as_tensor(x)
+    axes = normalize_axis(axis, x.ndim, "var")
+    n = int(np.prod([x.shape[i] for i in axes]))
+    if n - ddof <= 0:
+        raise ValueError(f"var: {n} elements with ddof={ddof} leave no degrees of freedom")
+    d = x - mean(x, axes, keepdims=True)
+    return sum(d * d, axes, keepdims) * (1.0 / (n - ddof))
+
+
 class MaxMin(Function):
-    """max or min over axes. The gradient goes to the extremal elements; when several
-    tie, they share it equally."""
+    """y = max_axes x (or min);  dL/dx = g [x = y] / #{x = y}, g broadcast back over the axes.
+
+    The gradient goes to the extremal elements; when several tie, they share it equally.
+    """
 
     def forward(self, a, axes, keepdims, largest):
         xp = backend.get_array_module(a)
@@ -80,9 +110,25 @@ class MaxMin(Function):
         return _spread(g, self.inputs[0].shape, self.axes) * Tensor(self.weights)
 
 
+def max(x, axis=None, keepdims=False):
+    """Maximum over ``axis``; tied maxima share the gradient equally."""
+    x = as_tensor(x)
+    return MaxMin.apply(x, axes=normalize_axis(axis, x.ndim, "max"), keepdims=keepdims,
+                        largest=True)
+
+
+def min(x, axis=None, keepdims=False):
+    """Minimum over ``axis``; tied minima share the gradient equally."""
+    x = as_tensor(x)
+    return MaxMin.apply(x, axes=normalize_axis(axis, x.ndim, "min"), keepdims=keepdims,
+                        largest=False)
+
+
 class LogSumExp(Function):
-    """log sum_i exp(x_i), computed as m + log sum_i exp(x_i - m) with m = max_i x_i so
-    nothing overflows. Its gradient is the softmax, exp(x_i - logsumexp(x))."""
+    """y = log sum_axes e^x;  dL/dx = g softmax(x) = g e^(x - y), g broadcast back over the axes.
+
+    Computed as m + log sum_i exp(x_i - m) with m = max_i x_i, so nothing overflows.
+    """
 
     def forward(self, a, axes, keepdims):
         xp = backend.get_array_module(a)
@@ -104,44 +150,6 @@ class LogSumExp(Function):
             out = where(finite, out, 0.0)
         softmax = (x - out).exp()
         return _spread(g, x.shape, self.axes) * softmax
-
-
-def sum(x, axis=None, keepdims=False):
-    """Sum over ``axis`` (None: all). (N, ...) -> reduced shape."""
-    x = as_tensor(x)
-    return Sum.apply(x, axes=normalize_axis(axis, x.ndim, "sum"), keepdims=keepdims)
-
-
-def mean(x, axis=None, keepdims=False):
-    """Mean over ``axis`` (None: all)."""
-    x = as_tensor(x)
-    return Mean.apply(x, axes=normalize_axis(axis, x.ndim, "mean"), keepdims=keepdims)
-
-
-def var(x, axis=None, ddof=0, keepdims=False):
-    """Variance over ``axis``: sum (x - mean)^2 / (n - ddof). ddof=0 (NumPy's default)
-    is the maximum-likelihood estimate; ddof=1 is the unbiased one (torch's default)."""
-    x = as_tensor(x)
-    axes = normalize_axis(axis, x.ndim, "var")
-    n = int(np.prod([x.shape[i] for i in axes]))
-    if n - ddof <= 0:
-        raise ValueError(f"var: {n} elements with ddof={ddof} leave no degrees of freedom")
-    d = x - mean(x, axes, keepdims=True)
-    return sum(d * d, axes, keepdims) * (1.0 / (n - ddof))
-
-
-def max(x, axis=None, keepdims=False):
-    """Maximum over ``axis``; tied maxima share the gradient equally."""
-    x = as_tensor(x)
-    return MaxMin.apply(x, axes=normalize_axis(axis, x.ndim, "max"), keepdims=keepdims,
-                        largest=True)
-
-
-def min(x, axis=None, keepdims=False):
-    """Minimum over ``axis``; tied minima share the gradient equally."""
-    x = as_tensor(x)
-    return MaxMin.apply(x, axes=normalize_axis(axis, x.ndim, "min"), keepdims=keepdims,
-                        largest=False)
 
 
 def logsumexp(x, axis=None, keepdims=False):

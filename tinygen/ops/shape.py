@@ -26,20 +26,13 @@ def _shape_arg(shape):
 # --------------------------------------------------------------------------- reshape, transpose
 
 class Reshape(Function):
+    """y = x in a new shape;  dL/dx = g reshaped back to the shape of x."""
+
     def forward(self, a, shape):
         return a.reshape(shape)
 
     def backward(self, g):
         return reshape(g, self.inputs[0].shape)
-
-
-class Transpose(Function):
-    def forward(self, a, axes):
-        self.axes = axes
-        return a.transpose(axes)
-
-    def backward(self, g):
-        return transpose(g, tuple(np.argsort(self.axes)))  # the inverse permutation
 
 
 def reshape(x, *shape):
@@ -53,6 +46,17 @@ def reshape(x, *shape):
     except ValueError:
         raise ValueError(f"reshape: cannot reshape a tensor of shape {x.shape} "
                          f"({x.size} elements) into shape {shape}") from None
+
+
+class Transpose(Function):
+    """y = x with its axes permuted by P;  dL/dx = g permuted by the inverse of P."""
+
+    def forward(self, a, axes):
+        self.axes = axes
+        return a.transpose(axes)
+
+    def backward(self, g):
+        return transpose(g, tuple(np.argsort(self.axes)))  # the inverse permutation
 
 
 def transpose(x, *axes):
@@ -112,26 +116,13 @@ def unsqueeze(x, axis):
 # --------------------------------------------------------------------------- broadcasting
 
 class BroadcastTo(Function):
+    """y = x broadcast to a shape;  dL/dx = sum_to(g, shape of x), summed over the copies."""
+
     def forward(self, a, shape):
         return backend.get_array_module(a).broadcast_to(a, shape)
 
     def backward(self, g):
         return sum_to(g, self.inputs[0].shape)
-
-
-class SumTo(Function):
-    """Sum a gradient of a broadcast shape back down to ``shape`` (undo broadcasting):
-    sum the leading axes broadcasting added, and the axes where ``shape`` has length 1."""
-
-    def forward(self, a, shape):
-        lead = a.ndim - len(shape)
-        axes = tuple(range(lead)) + tuple(
-            lead + i for i, n in enumerate(shape) if n == 1 and a.shape[lead + i] != 1)
-        out = a.sum(axis=axes, keepdims=True) if axes else a
-        return out.reshape(shape)
-
-    def backward(self, g):
-        return broadcast_to(g, self.inputs[0].shape)
 
 
 def broadcast_to(x, shape):
@@ -156,6 +147,24 @@ def expand(x, *shape):
     lead = len(shape) - x.ndim
     shape = tuple(x.shape[i - lead] if s == -1 else s for i, s in enumerate(shape))
     return broadcast_to(x, shape)
+
+
+class SumTo(Function):
+    """y = x summed down to a shape;  dL/dx = g broadcast back to the shape of x.
+
+    It undoes broadcasting (the engine calls it on every gradient of a broadcast input):
+    it sums the leading axes broadcasting added, and the axes where ``shape`` has length 1.
+    """
+
+    def forward(self, a, shape):
+        lead = a.ndim - len(shape)
+        axes = tuple(range(lead)) + tuple(
+            lead + i for i, n in enumerate(shape) if n == 1 and a.shape[lead + i] != 1)
+        out = a.sum(axis=axes, keepdims=True) if axes else a
+        return out.reshape(shape)
+
+    def backward(self, g):
+        return broadcast_to(g, self.inputs[0].shape)
 
 
 def sum_to(x, shape):
@@ -204,6 +213,8 @@ def _scatter_add(xp, target, index, values):
 
 
 class Getitem(Function):
+    """y = x[index];  dL/dx = index_put(g, index, shape of x): zeros, g added at index."""
+
     def forward(self, a, index):
         self.index = index
         return a[index]
@@ -212,9 +223,19 @@ class Getitem(Function):
         return index_put(g, self.index, self.inputs[0].shape)
 
 
+def getitem(x, index):
+    """x[index] with ints, slices, None, ..., integer arrays, boolean masks, or tensors
+    of those. The gradient flows back to the selected elements (added where repeated)."""
+    x = as_tensor(x)
+    index = _normalize_index(index, backend.get_array_module(x))
+    return Getitem.apply(x, index=index)
+
+
 class IndexPut(Function):
-    """A zero tensor of ``shape`` with ``values`` placed at ``index``; values landing on
-    the same position are added. This is the backward of indexing."""
+    """y = zeros(shape) with v added at index;  dL/dv = g[index].
+
+    Values landing on the same position are added. This is the backward of indexing.
+    """
 
     def forward(self, values, index, shape):
         xp = backend.get_array_module(values)
@@ -234,14 +255,6 @@ class IndexPut(Function):
         return getitem(g, self.index)
 
 
-def getitem(x, index):
-    """x[index] with ints, slices, None, ..., integer arrays, boolean masks, or tensors
-    of those. The gradient flows back to the selected elements (added where repeated)."""
-    x = as_tensor(x)
-    index = _normalize_index(index, backend.get_array_module(x))
-    return Getitem.apply(x, index=index)
-
-
 def index_put(values, index, shape):
     """zeros(shape) with ``values`` added at ``index`` (the adjoint of indexing)."""
     values = as_tensor(values)
@@ -252,6 +265,8 @@ def index_put(values, index, shape):
 # --------------------------------------------------------------------------- joining, splitting
 
 class Cat(Function):
+    """y = (x_1, ..., x_k) joined along an axis;  dL/dx_i = the slice of g where x_i sits."""
+
     def forward(self, *arrays, axis):
         self.axis = axis
         return backend.get_array_module(arrays[0]).concatenate(arrays, axis=axis)
@@ -327,6 +342,8 @@ def chunk(x, chunks, axis=0):
 
 
 class Pad(Function):
+    """y = x padded with a constant;  dL/dx = g with the padding cut off."""
+
     def forward(self, a, pad_width, value):
         self.pad_width = pad_width
         return backend.get_array_module(a).pad(a, pad_width, mode="constant",
@@ -352,6 +369,8 @@ def pad(x, pad_width, value=0.0):
 
 
 class Flip(Function):
+    """y = x reversed along axes;  dL/dx = g reversed along the same axes."""
+
     def forward(self, a, axes):
         self.axes = axes
         return backend.get_array_module(a).flip(a, axis=axes)
@@ -372,6 +391,8 @@ def flip(x, axis=None):
 # --------------------------------------------------------------------------- dtype, device
 
 class Cast(Function):
+    """y = x as another dtype;  dL/dx = g cast back to the dtype of x."""
+
     def forward(self, a, dtype):
         return a.astype(dtype)
 
@@ -389,6 +410,11 @@ def astype(x, dtype):
 
 
 class ToDevice(Function):
+    """y = x on another device;  dL/dx = g moved back to the device of x.
+
+    Its public face is the method ``Tensor.to(device)`` (with ``.cpu()``, ``.cuda()``).
+    """
+
     def forward(self, a, device):
         return backend.to_device(a, device)
 
