@@ -48,7 +48,7 @@ def median_step_times(steps, syncs, repeat, warmup, rounds=3, pause=0.5):
 def _torch(threads):
     try:
         import torch
-    except ImportError:
+    except (ImportError, OSError):  # OSError: an install missing its CUDA libraries
         return None
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -78,7 +78,16 @@ def run_table(args):
     if unknown:
         print(f"unknown workload(s) {unknown}; choose from {list(WORKLOADS)}")
         return 2
+    if args.device == "cuda":
+        try:  # before building anything: say what is missing instead of a traceback
+            tg.backend.check_device("cuda")
+        except RuntimeError as e:
+            print(f"python -m benchmarks --device cuda: {e}")
+            return 2
     torch = None if args.no_torch else _torch(args.threads)
+    if torch is not None and args.device == "cuda" and not torch.cuda.is_available():
+        print(f"torch {torch.__version__} has no CUDA here: timing tinygen only")
+        torch = None
     tg.manual_seed(0)
     print(f"tinygen {tg.__version__}, numpy {np.__version__}"
           + (f", torch {torch.__version__}" if torch else ", torch not installed")

@@ -49,6 +49,8 @@ def test_cuda_without_a_gpu_says_so(monkeypatch):
     assert not tg.cuda_available()
     with pytest.raises(RuntimeError, match="no CUDA GPU is visible"):
         backend.check_device("cuda")
+    tg.manual_seed(3)  # CPU work goes on where CuPy is installed without a GPU
+    assert tg.randn(2).shape == (2,)
 
 
 def test_get_array_module(device):
@@ -57,6 +59,9 @@ def test_get_array_module(device):
     assert xp is (np if device == "cpu" else backend._cupy)
     assert backend.get_array_module(np.zeros(2), 3.0) is np
     assert isinstance(x.data, xp.ndarray)
+    # A raw array too (a CuPy array's .data is a memory pointer, not the array)
+    assert backend.get_array_module(x.data) is xp
+    assert backend.get_array_module(np.zeros(2), x.data) is xp
 
 
 def test_to_copies_between_devices(device):

@@ -39,12 +39,6 @@ def test_mistakes_get_a_message_and_exit_status_2(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.skipif(tg.cuda_available(), reason="CUDA is available here")
-def test_asking_for_cuda_without_it(capsys):
-    assert main(["train", "classifier", "--device", "cuda"]) == 2
-    assert "cuda" in capsys.readouterr().err
-
-
 def test_eval_of_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert main(["eval", str(tmp_path)]) == 2
     assert "is not a tinygen run folder" in capsys.readouterr().err

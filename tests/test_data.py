@@ -254,7 +254,7 @@ def test_missing_data_error_lists_every_folder_and_what_to_do(tmp_path, monkeypa
     message = str(info.value)
     for expected in (str(env / "mnist"), str(cache_of(tmp_path)), "train-images-idx3-ubyte",
                      "set TINYGEN_DATA to a data folder that contains mnist/",
-                     "pass root=", "download=True", "download=False"):
+                     "--data-root FOLDER", "root=FOLDER", "download=True", "download=False"):
         assert expected in message, expected
 
     with pytest.raises(DataNotFoundError) as info:      # download on: every mirror fails
@@ -678,6 +678,14 @@ def test_loader_batches_in_order(device):
     single = list(DataLoader(y, batch_size=5, device=device))
     assert len(single) == 2 and isinstance(single[0], Tensor)   # not a 1-tuple
     np.testing.assert_array_equal(single[1].numpy(), [5, 6, 7, 8, 9])
+
+
+def test_loader_takes_arrays_and_tensors_of_any_device(device):
+    x = np.arange(12, dtype=np.float32).reshape(6, 2)
+    for source in (tg.tensor(x, device=device), tg.tensor(x, device=device).data):
+        (batch,) = list(DataLoader(source, batch_size=6, device=device))
+        assert batch.device == device
+        np.testing.assert_array_equal(batch.numpy(), x)
 
 
 def test_loader_does_not_alias_the_data():

@@ -101,8 +101,9 @@ def get_array_module(*xs):
     Returns cupy if any argument lives on the GPU.
     """
     for x in xs:
-        x = getattr(x, "data", x)
-        if is_cupy_array(x):
+        # A raw CuPy array is tested before looking through .data: its .data is its
+        # memory pointer, not an array.
+        if is_cupy_array(x) or is_cupy_array(getattr(x, "data", None)):
             return _cupy
     return np
 

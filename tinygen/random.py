@@ -26,7 +26,9 @@ def manual_seed(seed: int) -> None:
     _seed = seed
     _np_rng = np.random.default_rng(seed)
     _cp_rng = None
-    if backend._cupy is not None:  # already imported: seed it now as well
+    # CuPy already imported: seed it now as well, if there is a GPU (CuPy may be
+    # installed on a machine without one)
+    if backend._cupy is not None and backend.cuda_available():
         _generator("cuda")
 
 

@@ -38,8 +38,8 @@ class DataLoader:
     """Iterate over mini-batches of arrays that share their first axis.
 
     Args:
-        *arrays: NumPy arrays (or Tensors, taken as NumPy) of the same length N, e.g.
-            images (N, 28, 28) and labels (N,).
+        *arrays: NumPy arrays (or Tensors and CuPy arrays, copied to NumPy) of the same
+            length N, e.g. images (N, 28, 28) and labels (N,).
         batch_size: samples per batch.
         shuffle: visit the samples in a new random order each epoch.
         seed: seed of the loader's generators (shuffling and the transform's draws);
@@ -65,7 +65,7 @@ class DataLoader:
                  device="cpu", transform=None):
         if not arrays:
             raise TypeError("DataLoader needs at least one array")
-        self.arrays = tuple(a.numpy() if isinstance(a, Tensor) else np.asarray(a)
+        self.arrays = tuple(a.numpy() if isinstance(a, Tensor) else backend.to_numpy(a)
                             for a in arrays)
         for i, a in enumerate(self.arrays):
             if a.ndim == 0:
