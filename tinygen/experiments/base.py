@@ -117,8 +117,9 @@ class Experiment:
     # BLAS threads while training: None leaves NumPy's BLAS on every core. A model of
     # small matrix products sets 1: with 2 threads, OpenBLAS's threads wait for each
     # other by spinning, and when another program holds a core (a browser, a second
-    # run) the MLP VAE's step ran 4 to 25 times slower (measured: 5-37 against 67-131
-    # steps/s with one busy process on 2 cores), while alone one thread is as fast.
+    # run) they lose. Measured on 2 cores, `tinygen train vae --steps 1500` with one
+    # busy process: 60 steps/s on 2 threads, 122 on 1; with two busy processes 11-13
+    # against 93-127; alone, about 120-135 either way.
     blas_threads: int | None = None
 
     def __init__(self, config: dict):
