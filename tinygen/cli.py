@@ -29,7 +29,7 @@ def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _add_model_options(parser, defaults: dict) -> None:
+def _add_model_options(parser, defaults: dict, rules: dict) -> None:
     for key, value in defaults.items():
         if key in ("epochs", "steps", "batch_size", "lr"):
             continue  # the common options, added once for every model
@@ -39,8 +39,10 @@ def _add_model_options(parser, defaults: dict) -> None:
             parser.add_argument(_option(key), dest=key, action=argparse.BooleanOptionalAction,
                                 default=None)
         else:
+            choices = getattr(rules.get(key), "choices", None)
+            allowed = f"one of {', '.join(map(str, choices))}, " if choices else ""
             parser.add_argument(_option(key), dest=key, type=type(value), default=None,
-                                help=f"default {value}")
+                                help=f"{allowed}default {value}")
 
 
 def _train_parser(model_cls, entry) -> argparse.ArgumentParser:
@@ -66,7 +68,8 @@ def _train_parser(model_cls, entry) -> argparse.ArgumentParser:
                    help="data folder (default: $TINYGEN_DATA, else the cache folder)")
     p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, default=None,
                    help="steps between checkpoints (default 500)")
-    _add_model_options(p, d)
+    from .experiments.base import COMMON_RULES
+    _add_model_options(p, d, {**COMMON_RULES, **model_cls.rules})
     return p
 
 

@@ -65,6 +65,7 @@ def fraction(value):
 def one_of(*choices):
     def rule(value):
         return None if value in choices else f"choose one of {', '.join(map(str, choices))}"
+    rule.choices = choices   # for the command's help
     return rule
 
 
