@@ -254,7 +254,7 @@ def _eval(argv) -> int:
         metrics = experiment.evaluate()
     except NotImplementedError as e:
         raise UsageError(str(e)) from None
-    metrics.update(train_seconds=round(experiment.train_seconds, 1), device=experiment.device)
+    metrics.update(train_seconds=round(experiment.train_seconds, 3), device=experiment.device)
     path = os.path.join(args.run_dir, "metrics.json")
     write_json(path, metrics)
     for k, v in metrics.items():
