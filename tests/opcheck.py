@@ -159,3 +159,97 @@ def _check_graph_freed(fn, xs, vs):
                 "backward without create_graph recorded a graph"
     assert loss.grad_fn.inputs is None, "backward did not free the graph"
     assert all(r() is None for r in refs), "an intermediate tensor outlived backward()"
+
+
+# --------------------------------------------------------------------------- edges of the domain
+#
+# Central differences need smooth, moderate inputs; the faults that hide elsewhere sit at
+# the edges: +-inf, values near float32's limits, nearly constant data (cancellation),
+# zero bases. An ``EdgeSpec`` draws float32 inputs there and checks the op against the
+# mathematically right values (a float64 reference with the limits written out), and
+# that the gradient is finite (and right, where a reference is given) for the inputs
+# whose derivative is bounded.
+
+F32 = np.finfo(np.float32)
+
+
+def extreme_floats(lo=-1e4, hi=1e4, infinities=True):
+    """float32 values: ordinary ones, and the edges: +-inf, +-max, +-tiny, 0."""
+    edges = [0.0, float(F32.max), -float(F32.max), float(F32.tiny), -float(F32.tiny),
+             1e30, -1e30]
+    if infinities:
+        edges += [np.inf, -np.inf] * 3  # weighted: most faults of this kind are at +-inf
+    return st.one_of(st.sampled_from(edges),
+                     st.floats(lo, hi, width=32, allow_nan=False, allow_infinity=False))
+
+
+@st.composite
+def nearly_constant(draw, shape):
+    """A float32 array whose values are one number moved by a few units in the last
+    place: the variance is tiny against the square of the mean (cancellation's test)."""
+    base = np.float32(draw(st.one_of(st.sampled_from([1e6 / 7, -3.0e4, 1e-3, 7.5e8]),
+                                     st.floats(-1e9, 1e9, width=32).filter(
+                                         lambda v: abs(v) > 1e-6))))
+    steps = draw(hnp.arrays(np.int64, shape, elements=st.integers(-3, 3)))
+    if draw(st.booleans()):
+        steps[...] = 0  # exactly constant
+    a = np.full(shape, base, np.float32)
+    for k in range(1, 4):  # k ulps up or down, exactly representable neighbours
+        a = np.where(steps >= k, np.nextafter(a, np.float32(np.inf)), a)
+        a = np.where(steps <= -k, np.nextafter(a, np.float32(-np.inf)), a)
+    return a.astype(np.float32)
+
+
+@dataclass
+class EdgeSpec:
+    """``fn(*tensors, **params)`` on float32 cases at the edges of its domain.
+
+    reference(*float64 arrays, **params): the right values (nan only where the op is
+    undefined). grad_reference(*arrays, **params): the right gradients of sum(fn) for
+    the inputs in ``finite_grad``, or None to check finiteness only.
+    """
+    name: str
+    fn: Callable
+    case: st.SearchStrategy
+    reference: Callable
+    finite_grad: tuple = (0,)
+    grad_reference: Callable | None = None
+    rtol: float = 1e-5
+    atol: float = 1e-5
+
+    def __repr__(self):
+        return self.name
+
+
+def check_edges(spec: EdgeSpec, data, device: str) -> None:
+    """Values against the reference and bounded gradients, at the edges (see EdgeSpec)."""
+    import warnings
+    arrays_, params = data.draw(spec.case, label="edge inputs and params")
+    arrays_ = [np.asarray(a, np.float32) for a in arrays_]
+    xs = tuple(Tensor(backend.to_device(a, device), requires_grad=True) for a in arrays_)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # overflow to inf is expected here
+        y = spec.fn(*xs, **params)
+        expected = spec.reference(*[a.astype(np.float64) for a in arrays_], **params)
+        expected = np.asarray(expected).astype(np.float32)  # the right float32 answer
+    np.testing.assert_allclose(y.numpy().astype(np.float64), expected, rtol=spec.rtol,
+                               atol=spec.atol, equal_nan=True,
+                               err_msg=f"{spec.name}: wrong values at the edges")
+    if not spec.finite_grad:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        grads = tinygen.grad(y.sum(), [xs[i] for i in spec.finite_grad])
+    for i, g in zip(spec.finite_grad, grads):
+        g = g.numpy()
+        assert np.isfinite(g).all(), f"{spec.name}: non-finite gradient for input {i}: {g}"
+    if spec.grad_reference is not None:
+        want = spec.grad_reference(*[a.astype(np.float64) for a in arrays_], **params)
+        for i, g, w in zip(spec.finite_grad, grads, want):
+            w = np.asarray(w)
+            while w.ndim > g.ndim:  # a broadcast input's gradient is summed back
+                w = w.sum(axis=0)
+            w = w.sum(axis=tuple(k for k, n in enumerate(g.shape) if n == 1 != w.shape[k]),
+                      keepdims=True)
+            np.testing.assert_allclose(g.numpy(), w, rtol=1e-4, atol=1e-5,
+                                       err_msg=f"{spec.name}: wrong gradient for input {i}")

@@ -1,5 +1,6 @@
 """The engine's behaviour: tensors, backward and grad, grad modes, freeing, errors."""
 import gc
+import math
 import tracemalloc
 
 import numpy as np
@@ -297,3 +298,162 @@ def test_moving_between_devices_is_differentiable(device):
     (y * y).sum().backward()
     assert x.grad.device == "cpu"
     np.testing.assert_allclose(x.grad.numpy(), [2.0, 4.0])
+
+
+# --------------------------------------------------------------------------- in-place changes
+
+def _tiny_gan():
+    tg.manual_seed(0)
+    G = tg.nn.Sequential(tg.nn.Linear(2, 8), tg.nn.ReLU(), tg.nn.Linear(8, 2))
+    D = tg.nn.Sequential(tg.nn.Linear(2, 8), tg.nn.ReLU(), tg.nn.Linear(8, 1))
+    return G, D
+
+
+@pytest.mark.parametrize("opt", ["SGD", "Adam"])
+def test_backward_after_an_optimizer_step_through_saved_weights_is_refused(opt):
+    """One forward pass gives d_loss and g_loss from D(G(z)); d_loss.backward(retain);
+    opt_D.step(); g_loss.backward(): G's gradients would be computed with D's new weights.
+    As PyTorch does with version counters, that is an error naming the shape and op."""
+    from tinygen.nn import functional as F
+    G, D = _tiny_gan()
+    opt_D = getattr(tg.optim, opt)(D.parameters(), lr=0.1)
+    z = tg.randn(4, 2)
+    logits = D(G(z))
+    d_loss = F.binary_cross_entropy_with_logits(logits, tg.zeros(4, 1))
+    g_loss = F.binary_cross_entropy_with_logits(logits, tg.ones(4, 1))
+    d_loss.backward(retain_graph=True)
+    opt_D.step()
+    with pytest.raises(RuntimeError, match=r"modified by an in-place operation.*shape \(8, 1\)"
+                                           r".*MatMul"):
+        g_loss.backward()
+
+
+def test_backward_before_the_step_gives_the_same_gradients_as_a_fresh_pass():
+    """The right order works, and the version check changes no gradient."""
+    from tinygen.nn import functional as F
+    G, D = _tiny_gan()
+    z = tg.randn(4, 2)
+    logits = D(G(z))
+    g_loss = F.binary_cross_entropy_with_logits(logits, tg.ones(4, 1))
+    g_loss.backward()
+    first = [p.grad.numpy().copy() for p in G.parameters()]
+    G.zero_grad()
+    F.binary_cross_entropy_with_logits(D(G(z)), tg.ones(4, 1)).backward()
+    for a, p in zip(first, G.parameters()):
+        np.testing.assert_array_equal(a, p.grad.numpy())
+
+
+def test_a_step_on_weights_the_backward_does_not_read_is_allowed():
+    """As in PyTorch: a first layer's weight gradient reads only the input (which needs no
+    gradient), so changing the weight before backward is no error, and the gradient is
+    the one of the forward pass."""
+    lin = tg.nn.Linear(3, 2)
+    x = tg.randn(5, 3)
+    loss = lin(x).sum()
+    opt = tg.optim.SGD(lin.parameters(), lr=0.5)
+    lin.weight.grad = tg.ones(2, 3)
+    lin.bias.grad = tg.ones(2)
+    opt.step()
+    lin.zero_grad()
+    loss.backward()
+    np.testing.assert_allclose(lin.weight.grad.numpy(), np.ones((2, 1)) * x.numpy().sum(0),
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("write", ["ema_copy_to", "ema_restore", "load_state_dict", "init"])
+def test_every_in_place_write_of_the_library_is_seen(write):
+    """EMA copies, state dict loads and init functions bump the version of what they
+    write, so a graph that saved the old values refuses backward."""
+    from tinygen.nn import init
+    lin = tg.nn.Linear(3, 3)
+    x = tg.randn(2, 3, requires_grad=True)
+    ema = tg.optim.EMA(lin.parameters(), decay=0.5)
+    if write == "ema_restore":
+        ema.store()
+    loss = (lin(tg.tanh(x)) ** 2).sum()
+    if write == "ema_copy_to":
+        ema.copy_to()
+    elif write == "ema_restore":
+        ema.restore()
+    elif write == "load_state_dict":
+        lin.load_state_dict({k: v.numpy() + 1 for k, v in lin.state_dict().items()})
+    else:
+        init.normal_(lin.weight)
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        loss.backward()
+
+
+def test_running_statistics_and_counters_are_marked_modified():
+    """Batch norm's running estimates and batch counter, the VQ-VAE codebook's moving
+    averages: each write bumps the version (a graph that saved them would refuse)."""
+    from tinygen.models.vae.quantizer import VectorQuantizer
+    bn = tg.nn.BatchNorm1d(3)
+    before = [bn.running_mean._version, bn.running_var._version,
+              bn.num_batches_tracked._version]
+    bn(tg.randn(4, 3))
+    after = [bn.running_mean._version, bn.running_var._version,
+             bn.num_batches_tracked._version]
+    assert all(a > b for a, b in zip(after, before))
+    vq = VectorQuantizer(4, 2, codebook_update="ema", dead_code_threshold=10.0)
+    z = tg.randn(2, 2, 3, 3)
+    k = vq(z).k
+    v0 = [vq.embedding._version, vq.ema_sum._version, vq.ema_count._version]
+    vq.ema_update(z, k)
+    v1 = [vq.embedding._version, vq.ema_sum._version, vq.ema_count._version]
+    assert all(b > a for a, b in zip(v0, v1))
+    vq.restart_dead_codes(z)
+    v2 = [vq.embedding._version, vq.ema_sum._version, vq.ema_count._version]
+    assert all(b > a for a, b in zip(v1, v2))
+    emb = vq.embedding[0:2]  # a view: shares the codebook's version counter
+    x = tg.randn(2, 2, requires_grad=True)
+    loss = (x * emb).sum()  # emb saved by the product (x wants a gradient)
+    vq.ema_update(z, k)
+    with pytest.raises(RuntimeError, match=r"shape \(2, 2\) saved by Mul"):
+        loss.backward()
+
+
+def test_version_counts_each_in_place_write_and_views_share_it():
+    w = tg.nn.Parameter(tg.ones(2, 3))
+    v = w.mT
+    y = w.detach()
+    assert w._version == 0
+    tg.autograd.mark_modified(w)
+    first = w._version
+    tg.autograd.mark_modified(y)  # through the detached view: the base's version moves
+    assert 0 < first < w._version and v._base is w and y._base is w
+
+
+# --------------------------------------------------------------------------- edge values
+
+def test_iterating_a_0d_tensor_is_an_error_as_len_is():
+    with pytest.raises(TypeError, match="0-d"):
+        list(tg.tensor(3.0))
+    with pytest.raises(TypeError, match="0-d"):
+        len(tg.tensor(3.0))
+    assert [float(v) for v in tg.tensor([1.0, 2.0])] == [1.0, 2.0]
+
+
+def test_x_to_the_power_0_has_gradient_zero_not_unused():
+    x = tg.tensor([0.0, 2.0, -1.5, np.inf], requires_grad=True)
+    (g,) = tg.grad((x ** 0).sum(), x)
+    np.testing.assert_array_equal(g.numpy(), [0, 0, 0, 0])
+
+
+def test_pow_gradient_in_the_exponent_at_a_zero_base_is_the_limit():
+    """d a^b / db = a^b log a -> 0 as a -> 0 for b > 0 (0 * -inf = nan otherwise)."""
+    a = tg.tensor([0.0, 2.0, 0.0])
+    b = tg.tensor([1.0, 1.0, 2.5], requires_grad=True)
+    (g,) = tg.grad((a ** b).sum(), b)
+    np.testing.assert_allclose(g.numpy(), [0.0, 2 * math.log(2), 0.0], rtol=1e-6)
+    # and d/da at b = 0, a = 0: a^0 = 1 for every a, so 0 (not 0 * 0^-1 = nan)
+    a = tg.tensor([0.0, 3.0], requires_grad=True)
+    (ga,) = tg.grad((a ** tg.tensor([0.0, 0.0])).sum(), a)
+    np.testing.assert_array_equal(ga.numpy(), [0.0, 0.0])
+
+
+def test_division_gradient_survives_a_denominator_whose_square_underflows():
+    """-g a / b^2 with b = 1e-25 in float32: b^2 = 0; -g y / b is exact."""
+    a = tg.tensor([np.float32(1e-30), 0.0], requires_grad=True)
+    b = tg.tensor([np.float32(1e-25), np.float32(1e-25)], requires_grad=True)
+    _, gb = tg.grad((a / b).sum(), [a, b])
+    np.testing.assert_allclose(gb.numpy(), [-1e-30 / 1e-50, 0.0], rtol=1e-5)

@@ -704,3 +704,38 @@ def test_independent_of_zero_axes_is_the_base_and_bad_axes_are_refused():
         kl_divergence(Independent(base, 1), Independent(base, 2))
     with pytest.raises(TypeError, match="must be a Distribution"):
         Independent("normal", 1)
+
+
+# --------------------------------------------------------------------------- float32 extremes
+
+def _f32(v, **kw):
+    return tg.tensor(np.float32(v), **kw)
+
+
+def test_normal_kl_at_extreme_scales_in_float32():
+    """KL(N(0, e^-60) || N(0, 1)) = 1/2 (e^-120 - 1 + 120) = 59.5 (r underflows: was inf);
+    KL(N(0, e^50) || N(0, 1)) = inf (r overflows: was inf - inf = nan)."""
+    s = _f32(np.exp(-60.0), requires_grad=True)
+    kl = kl_divergence(Normal(_f32(0), s), Normal(_f32(0), _f32(1)))
+    kl.backward()
+    assert kl.item() == pytest.approx(59.5, rel=1e-6)
+    assert s.grad.item() == pytest.approx(-1 / np.float32(np.exp(-60.0)), rel=1e-5)
+    with np.errstate(over="ignore"):
+        assert kl_divergence(Normal(_f32(0), _f32(np.exp(50.0))),
+                             Normal(_f32(0), _f32(1))).item() == np.inf
+        assert kl_divergence(Normal(_f32(0), _f32(1)),
+                             Normal(_f32(0), _f32(np.exp(-50.0)))).item() == np.inf
+
+
+def test_normal_log_prob_and_entropy_at_extreme_scales_in_float32():
+    """log p and its gradient at sigma = e^-60 (sigma^2 underflows float32): d/dsigma of
+    log N(mu; mu, sigma^2) = -1/sigma, finite; entropies are log sigma + const."""
+    for log_s in (-60.0, 50.0):
+        s = _f32(np.exp(log_s), requires_grad=True)
+        n = Normal(_f32(0), s)
+        lp = n.log_prob(_f32(0))
+        lp.backward()
+        assert lp.item() == pytest.approx(-log_s - 0.5 * math.log(2 * math.pi), rel=1e-6)
+        assert s.grad.item() == pytest.approx(-1 / np.float32(np.exp(log_s)), rel=1e-5)
+        assert n.entropy().item() == pytest.approx(log_s + 0.5 + 0.5 * math.log(2 * math.pi),
+                                                   rel=1e-6)

@@ -145,3 +145,50 @@ def test_loss_argument_errors():
         F.cross_entropy(tg.zeros(2, 3), tg.zeros(2))
     with pytest.raises(ValueError, match=r"\(N, C\) and target \(N,\)"):
         F.cross_entropy(tg.zeros(2, 3), t([0, 1, 2]))
+
+
+# --------------------------------------------------------------------------- edges and checks
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_bce_with_logits_at_infinite_logits_is_the_limit(device):
+    l = t([-np.inf, np.inf, -np.inf, np.inf], device, requires_grad=True)
+    y = t([0.0, 0.0, 1.0, 1.0], device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss = F.binary_cross_entropy_with_logits(l, y, reduction="none")
+        (g,) = tg.grad(loss.sum(), l)
+    np.testing.assert_array_equal(loss.numpy(), [0, np.inf, np.inf, 0])
+    np.testing.assert_array_equal(g.numpy(), [0, 1, -1, 0])  # sigmoid(l) - y: finite
+
+
+def test_bernoulli_log_prob_at_infinite_logits_is_the_limit():
+    from tinygen.distributions import Bernoulli
+    b = Bernoulli(logits=t([np.inf, -np.inf, np.inf]), validate_args=False)
+    np.testing.assert_array_equal(b.log_prob(t([1.0, 0.0, 0.0])).numpy(), [0, 0, -np.inf])
+    np.testing.assert_array_equal(b.entropy().numpy(), [0, 0, 0])
+
+
+def test_gaussian_nll_clamps_var_without_cutting_its_gradient():
+    """As PyTorch (clamp under no_grad): the value uses max(var, eps), the gradient with
+    respect to var is the derivative at the clamped value: 0.5 (1/eps - d^2/eps^2)."""
+    var = t([1e-8], requires_grad=True)
+    loss = F.gaussian_nll_loss(t([2.0]), t([0.0]), var, eps=1.0)
+    loss.backward()
+    assert loss.item() == pytest.approx(2.0)
+    np.testing.assert_allclose(var.grad.numpy(), [-1.5])
+
+
+@pytest.mark.parametrize("labels", [[0, -1], [0, 3], [7, 1]])
+def test_class_indices_out_of_range_are_refused(labels):
+    logits = t(np.zeros((2, 3), np.float32))
+    with pytest.raises(IndexError, match=r"target -?\d+ is out of bounds.*\[0, 3\)"):
+        F.cross_entropy(logits, t(labels))
+    with pytest.raises(IndexError, match="out of bounds"):
+        F.nll_loss(F.log_softmax(logits, axis=1), t(labels))
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
+        F.one_hot(t(labels), 3)
+
+
+def test_one_hot_refuses_a_bad_number_of_classes():
+    with pytest.raises(ValueError, match="num_classes must be an integer >= 0, or -1.*-2"):
+        F.one_hot(t([0, 1]), -2)

@@ -293,3 +293,90 @@ def test_a_small_network_learns_xor():
             p.data -= 0.5 * p.grad.data
     assert loss.item() < 0.05
     np.testing.assert_array_equal(net(x).numpy() > 0, y.numpy() > 0.5)
+
+
+# --------------------------------------------------------------------------- edges and checks
+
+def test_batchnorm_momentum_none_is_the_cumulative_average():
+    """momentum=None: running = the plain average of the batch statistics seen so far
+    (as PyTorch, via num_batches_tracked); for every BatchNorm."""
+    rng = np.random.default_rng(0)
+    for layer, shape in ((nn.BatchNorm1d(3, momentum=None), (8, 3)),
+                         (nn.BatchNorm1d(3, momentum=None), (8, 3, 5)),
+                         (nn.BatchNorm2d(3, momentum=None), (4, 3, 2, 2))):
+        axes = (0,) + tuple(range(2, len(shape)))
+        batches = [rng.normal(k, 1 + k, shape).astype(np.float32) for k in range(3)]
+        for b in batches:
+            layer(tg.tensor(b))
+        n = b.size // 3
+        np.testing.assert_allclose(layer.running_mean.numpy(),
+                                   np.mean([b.mean(axes) for b in batches], 0), rtol=1e-5)
+        np.testing.assert_allclose(layer.running_var.numpy(),
+                                   np.mean([b.var(axes) * n / (n - 1) for b in batches], 0),
+                                   rtol=1e-5)
+        assert int(layer.num_batches_tracked.item()) == 3
+    with pytest.raises(ValueError, match=r"momentum must be a number in \[0, 1\] or None.*1.5"):
+        nn.BatchNorm1d(3, momentum=1.5)
+
+
+@pytest.mark.parametrize("norm", ["layer", "group", "batch", "batch_eval_stats"])
+def test_norms_of_nearly_constant_input_have_no_cancellation_error(norm):
+    """Constant input of 1e6 / 7 (float32): y = 0, not up to 0.98 from the mean's
+    rounding; the gradient is finite, and batch norm's running variance stays 0."""
+    x = tg.tensor(np.full((4, 25), 1e6 / 7, np.float32), requires_grad=True)
+    if norm == "layer":
+        y = F.layer_norm(x, 25)
+    elif norm == "group":
+        y = F.group_norm(x.reshape(4, 5, 5), 5)
+    else:
+        bn = nn.BatchNorm1d(25, momentum=1.0)
+        y = bn(x)
+        np.testing.assert_array_equal(bn.running_var.numpy(), 0)
+        np.testing.assert_array_equal(bn.running_mean.numpy(), np.float32(1e6 / 7))
+    np.testing.assert_array_equal(y.numpy(), 0)
+    (g,) = tg.grad((y * tg.randn(*y.shape)).sum(), x)
+    assert np.isfinite(g.numpy()).all()
+    # nearly constant: a few units in the last place apart; against float64
+    base = np.float32(1e6 / 7)
+    a = np.nextafter(np.full((3, 8), base), np.float32(np.inf)).astype(np.float32)
+    a[:, ::2] = base
+    want = (a - a.astype(np.float64).mean(1, keepdims=True)) / np.sqrt(
+        a.astype(np.float64).var(1, keepdims=True) + 1e-5)
+    np.testing.assert_allclose(F.layer_norm(tg.tensor(a), 8).numpy(), want, atol=1e-4)
+    # second order (the create_graph path recomputes the variance the same way)
+    x = tg.tensor(np.full((2, 6), 1e6 / 7, np.float32), requires_grad=True)
+    (g,) = tg.grad((F.layer_norm(x, 6) * tg.randn(2, 6)).sum(), x, create_graph=True)
+    (h,) = tg.grad((g * g).sum(), x)
+    assert np.isfinite(h.numpy()).all()
+    np.testing.assert_array_equal(tg.var(tg.tensor(np.full(25, 1e6 / 7, np.float32))).item(), 0)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: nn.Linear(-1, 3), "in_features must be at least 0, got -1"),
+    (lambda: nn.Linear(3, 2.5), "out_features must be an integer, got 2.5"),
+    (lambda: nn.Embedding(-2, 3), "num_embeddings must be at least 0, got -2"),
+    (lambda: nn.Conv2d(0, 4, 3), "in_channels must be at least 1, got 0"),
+    (lambda: nn.Conv2d(1, 4, 0), "kernel_size must be at least 1, got 0"),
+    (lambda: nn.Conv2d(1, 4, 3, stride=0), "stride must be at least 1, got 0"),
+    (lambda: nn.Conv2d(1, 4, 3, padding=-1), "padding must be at least 0, got -1"),
+    (lambda: nn.Conv2d(2, 4, 3, groups=0), "groups must be at least 1, got 0"),
+    (lambda: nn.ConvTranspose2d(1, 0, 3), "out_channels must be at least 1, got 0"),
+    (lambda: nn.ConvTranspose2d(1, 2, 3, output_padding=-1),
+     "output_padding must be at least 0, got -1"),
+    (lambda: nn.BatchNorm2d(0), "num_features must be at least 1, got 0"),
+    (lambda: nn.GroupNorm(0, 4), "num_groups must be at least 1, got 0"),
+    (lambda: nn.LayerNorm((4, 0)), "normalized_shape must be at least 1, got 0"),
+    (lambda: nn.LayerNorm(4, eps=-1.0), "eps must be a number >= 0"),
+    (lambda: nn.MaxPool2d(0), "kernel_size must be at least 1, got 0"),
+    (lambda: nn.AvgPool2d(2, stride=0), "stride must be at least 1, got 0"),
+])
+def test_layer_sizes_are_checked_where_they_enter(make, message):
+    with pytest.raises((ValueError, TypeError), match=re.escape(message)):
+        make()
+
+
+def test_a_linear_layer_with_no_inputs_is_its_bias_as_in_pytorch():
+    """Linear(0, n): PyTorch accepts it (y = b); it used to raise ZeroDivisionError."""
+    lin = nn.Linear(0, 3)
+    y = lin(tg.zeros(2, 0))
+    np.testing.assert_array_equal(y.numpy(), np.broadcast_to(lin.bias.numpy(), (2, 3)))

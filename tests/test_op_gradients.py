@@ -12,8 +12,9 @@ from hypothesis.extra import numpy as hnp
 import tinygen as tg
 from conftest import DEVICES
 from conv_reference import conv_geometry
-from opcheck import (MAX_SIDE, OpSpec, arrays, binary, broadcast_pair, check_op, floats, grid,
-                     nonempty_shapes, shapes, unary)
+from opcheck import (MAX_SIDE, EdgeSpec, OpSpec, arrays, binary, broadcast_pair, check_edges,
+                     check_op, extreme_floats, floats, grid, nearly_constant, nonempty_shapes,
+                     shapes, unary)
 
 
 # --------------------------------------------------------------------------- parameter strategies
@@ -244,6 +245,9 @@ SPECS = [
     OpSpec("minimum", tg.minimum, binary(grid(), grid().map(lambda v: v + 0.0625))),
     OpSpec("where", lambda a, b, cond: tg.where(cond, a, b), where_case()),
     OpSpec("clip", lambda a: a.clip(-1.0, 1.0), unary(floats(avoid=(-1.0, 1.0)))),
+    # the value is clipped, the gradient passes unchanged: compare with x + a constant
+    OpSpec("clip_straight_through", lambda a: a.clip(-1.0, 1.0, straight_through=True) -
+           tg.Tensor(np.clip(a.data, -1.0, 1.0) - a.data), unary()),
     # reductions (max and min: distinct values, as k tied maxima get 1/k each while a
     # central difference measures 1/2)
     OpSpec("sum", lambda a, axis, keepdims: a.sum(axis, keepdims), unary(params=axis_params)),
@@ -255,6 +259,10 @@ SPECS = [
            unary(grid(-8, 8), params=axis_params, unique=True)),
     OpSpec("logsumexp", lambda a, axis, keepdims: tg.logsumexp(a, axis, keepdims),
            unary(floats(-10, 10), params=axis_params)),
+    OpSpec("log_softmax", lambda a, axis: tg.log_softmax(a, axis),
+           unary(floats(-10, 10), shape=nonempty_shapes, params=lambda s: axis_params(
+               s, allow_none=False).map(lambda p: {"axis": p["axis"]}))),
+    OpSpec("bce_with_logits", tg.bce_with_logits, binary(floats(-10, 10), floats(0, 1))),
     # shape
     OpSpec("reshape", lambda a, shape: a.reshape(shape), reshape_case()),
     OpSpec("transpose", lambda a, axes: a.transpose(axes), transpose_case()),
@@ -339,3 +347,169 @@ def test_every_public_op_is_covered():
     missing = [op for op in ops.__all__ if op not in not_differentiable
                and not any(n == op or n.startswith(op + "_") for n in names)]
     assert not missing, f"ops without a gradient property test: {missing}"
+
+
+# --------------------------------------------------------------------------- edges of the domain
+# float32 inputs at +-inf, near float32's limits, nearly constant, or at zero bases,
+# against float64 references with the limits written out (see opcheck.EdgeSpec).
+
+def _reduced(out, axis, keepdims):
+    return out if keepdims else np.squeeze(out, axis=axis)
+
+
+def _lse_parts(x, axis):
+    """(m, lse) keepdims, with the limits: +inf where a slice holds +inf, -inf where it
+    holds only -inf."""
+    m = np.max(x, axis=axis, keepdims=True)
+    with np.errstate(all="ignore"):
+        ms = np.where(np.isfinite(m), m, 0.0)
+        lse = np.log(np.sum(np.exp(x - ms), axis=axis, keepdims=True)) + ms
+    return m, np.where(m == np.inf, np.inf, np.where(m == -np.inf, -np.inf, lse))
+
+
+def _softmax_limit(x, axis):
+    m = np.max(x, axis=axis, keepdims=True)
+    hits = x == np.inf
+    with np.errstate(all="ignore"):
+        inf_rows = hits / np.maximum(hits.sum(axis=axis, keepdims=True), 1)
+        e = np.exp(x - np.where(np.isfinite(m), m, 0.0))  # e^(x - m) / sum: no m + log k
+        return np.where(m == np.inf, inf_rows,
+                        np.where(m == -np.inf, 0.0, e / e.sum(axis=axis, keepdims=True)))
+
+
+def _lse_ref(x, axis, keepdims):
+    return _reduced(_lse_parts(x, axis)[1], axis, keepdims)
+
+
+def _log_softmax_ref(x, axis):
+    m = np.max(x, axis=axis, keepdims=True)
+    hits = x == np.inf
+    with np.errstate(all="ignore"):
+        d = x - np.where(np.isfinite(m), m, 0.0)  # (x - m) - log sum e^(x - m): no m + log 2
+        plain = d - np.log(np.sum(np.exp(d), axis=axis, keepdims=True))
+        k = hits.sum(axis=axis, keepdims=True)
+        return np.where(m == np.inf, np.where(hits, -np.log(np.maximum(k, 1)), -np.inf),
+                        np.where(m == -np.inf, np.nan, plain))
+
+
+def _bce_ref(l, t):
+    with np.errstate(all="ignore"):
+        plain = np.logaddexp(0.0, l) - t * l
+        coef = np.where(l > 0, 1 - t, t)
+        limit = np.where(coef == 0, 0.0, coef * np.inf)
+    return np.where(np.isinf(l), limit, plain)
+
+
+def _sigmoid64(x):
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-x))
+
+
+def _standardize_ref(x, axis, eps):
+    mu = np.mean(x, axis=axis, keepdims=True)
+    return (x - mu) / np.sqrt(np.mean((x - mu) ** 2, axis=axis, keepdims=True) + eps)
+
+
+def _var_ref(x, axis, keepdims, ddof):
+    n = x.size if axis is None else int(np.prod([x.shape[a] for a in np.atleast_1d(axis)]))
+    return np.var(x, axis=axis, ddof=ddof if n - ddof > 0 else 0, keepdims=keepdims)
+
+
+def _pow_grad_b(a, b):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return [np.where(a == 0, 0.0, a ** b * np.log(a))]
+
+
+def _f32(v):
+    """v rounded to float32 (hypothesis wants float32 bounds to be exact)."""
+    return float(np.float32(v))
+
+
+@st.composite
+def extreme_unary(draw, params=None, elements=None, shape=shapes):
+    s = draw(shape)
+    x = draw(hnp.arrays(np.float32, s, elements=elements or extreme_floats()))
+    return [x], (draw(params(s)) if params else {})
+
+
+@st.composite
+def nearly_constant_case(draw, params):
+    s = draw(nonempty_shapes)
+    return [draw(nearly_constant(s))], draw(params(s))
+
+
+@st.composite
+def bce_edge_case(draw):
+    s = draw(shapes)
+    l = draw(hnp.arrays(np.float32, s, elements=extreme_floats()))
+    t = draw(hnp.arrays(np.float32, s, elements=st.one_of(
+        st.sampled_from([0.0, 1.0]), st.floats(0, 1, width=32))))
+    return [l, t], {}
+
+
+@st.composite
+def tiny_division_case(draw):
+    """|a| in [1e-30, 1e-25], |b| in [1e-25, 1e-20]: b^2 underflows float32, a / b^2 not.
+    One sign per array, so that summing a broadcast gradient cancels nothing."""
+    sa, sb = draw(broadcast_pair())
+    sign = st.sampled_from([-1.0, 1.0])
+    a = draw(sign) * draw(hnp.arrays(np.float32, sa, elements=st.floats(
+        _f32(1e-30), _f32(1e-25), width=32)))
+    b = draw(sign) * draw(hnp.arrays(np.float32, sb, elements=st.floats(
+        _f32(1e-25), _f32(1e-20), width=32)))
+    return [a.astype(np.float32), b.astype(np.float32)], {}
+
+
+@st.composite
+def zero_base_case(draw):
+    sa, sb = draw(broadcast_pair())
+    a = draw(hnp.arrays(np.float32, sa, elements=st.one_of(
+        st.just(0.0), st.floats(_f32(0.1), 3.0, width=32))))
+    b = draw(hnp.arrays(np.float32, sb, elements=st.floats(0.5, 3.0, width=32)))
+    return [a, b], {}
+
+
+def _no_slice_of_only_minus_inf(case, axis=-1):
+    (x,), _ = case
+    return x.ndim == 0 or not np.all(x == -np.inf, axis=axis).any()
+
+
+EDGE_SPECS = [
+    EdgeSpec("logsumexp", lambda a, axis, keepdims: tg.logsumexp(a, axis, keepdims),
+             extreme_unary(params=axis_params), _lse_ref,
+             grad_reference=lambda x, axis, keepdims: [
+                 np.broadcast_to(_softmax_limit(x, axis), x.shape)]),
+    EdgeSpec("log_softmax", lambda a: tg.log_softmax(a, -1),
+             extreme_unary(shape=nonempty_shapes).filter(_no_slice_of_only_minus_inf),
+             lambda x: _log_softmax_ref(x, -1)),
+    EdgeSpec("bce_with_logits", tg.bce_with_logits, bce_edge_case(), _bce_ref,
+             grad_reference=lambda l, t: [_sigmoid64(l) - t]),
+    EdgeSpec("softplus", tg.softplus, extreme_unary(), lambda x: np.logaddexp(0.0, x),
+             grad_reference=lambda x: [_sigmoid64(x)]),
+    EdgeSpec("sigmoid", tg.sigmoid, extreme_unary(), _sigmoid64,
+             grad_reference=lambda x: [_sigmoid64(x) * (1 - _sigmoid64(x))]),
+    EdgeSpec("standardize_nearly_constant",
+             lambda a, axis, eps: tg.standardize(a, axis, eps),
+             nearly_constant_case(lambda s: axis_params(s).map(
+                 lambda p: {"axis": p["axis"], "eps": 1e-5})),
+             _standardize_ref, rtol=1e-4, atol=1e-4),
+    EdgeSpec("var_nearly_constant", _var, nearly_constant_case(var_params), _var_ref,
+             rtol=1e-3, atol=0.0),
+    EdgeSpec("div_tiny_denominator", lambda a, b: a / b, tiny_division_case(),
+             lambda a, b: a / b, finite_grad=(0, 1), rtol=1e-5, atol=0.0,
+             grad_reference=lambda a, b: [np.broadcast_to(1 / b, np.broadcast_shapes(
+                 a.shape, b.shape)), -a / b ** 2]),
+    EdgeSpec("pow_zero_base", lambda a, b: a ** b, zero_base_case(), lambda a, b: a ** b,
+             finite_grad=(1,), grad_reference=_pow_grad_b, rtol=1e-5, atol=1e-6),
+    EdgeSpec("pow_zero_exponent", lambda a: a ** 0, extreme_unary(), np.ones_like,
+             grad_reference=lambda x: [np.zeros_like(x)]),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("spec", EDGE_SPECS, ids=lambda s: s.name)
+@given(data=st.data())
+def test_op_edges(spec, device, data):
+    """Values and bounded gradients at +-inf, float32's limits, nearly constant inputs
+    and zero bases match the mathematical limits."""
+    check_edges(spec, data, device)

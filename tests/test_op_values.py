@@ -204,3 +204,53 @@ def test_ndarray_on_the_left_defers_to_tensor():
     x = tg.tensor([1.0, 2.0], requires_grad=True)
     y = np.array([3.0, 4.0], dtype=np.float32) * x
     assert isinstance(y, tg.Tensor) and y.requires_grad
+
+
+# --------------------------------------------------------------------------- +-inf in log space
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_logsumexp_with_plus_infinity_has_the_softmax_limit_as_gradient(device):
+    x = tg.tensor([np.inf, 1.0], device=device, requires_grad=True)
+    y = tg.logsumexp(x)
+    y.backward()
+    assert y.item() == np.inf
+    np.testing.assert_array_equal(x.grad.numpy(), [1.0, 0.0])
+    x = tg.tensor([[np.inf, 1000.0], [0.0, 0.0], [-np.inf, -np.inf], [np.inf, np.inf]],
+                  device=device, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no overflow on the way
+        y = tg.logsumexp(x, axis=1)
+        y.backward(tg.ones_like(y))  # (y.sum() would be inf - inf)
+    np.testing.assert_allclose(y.numpy(), [np.inf, np.log(2), -np.inf, np.inf])
+    np.testing.assert_array_equal(x.grad.numpy(), [[1, 0], [0.5, 0.5], [0, 0], [0.5, 0.5]])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_log_softmax_softmax_and_cross_entropy_at_plus_infinity(device):
+    from tinygen.nn import functional as F
+    x = tg.tensor([[np.inf, 1.0, np.inf], [0.0, 0.0, np.log(2.0)]], device=device,
+                  requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ls = F.log_softmax(x, axis=1)
+        sm = F.softmax(x, axis=1)
+    np.testing.assert_allclose(ls.numpy(), [[-np.log(2), -np.inf, -np.log(2)],
+                                            np.log([0.25, 0.25, 0.5])], rtol=1e-6)
+    np.testing.assert_allclose(sm.numpy(), [[0.5, 0, 0.5], [0.25, 0.25, 0.5]], rtol=1e-6)
+    (g,) = tg.grad(sm[:, 0].sum(), x)  # d softmax_0 / dx at the limit: finite
+    assert np.isfinite(g.numpy()).all()
+    ce = F.cross_entropy(tg.tensor([[np.inf, 0.0], [0.0, np.inf]], device=device,
+                                   requires_grad=True), tg.tensor([0, 1], device=device))
+    assert ce.item() == 0.0
+
+
+def test_log_mean_exp_with_plus_infinity():
+    from tinygen import metrics
+    x = tg.tensor([[np.inf, 2.0], [1.0, 1.0]], requires_grad=True)
+    y = metrics.log_mean_exp(x, axis=1)
+    y.sum().backward()
+    np.testing.assert_allclose(y.numpy(), [np.inf, 1.0], rtol=1e-6)
+    np.testing.assert_array_equal(x.grad.numpy(), [[1, 0], [0.5, 0.5]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert metrics.log_mean_exp(np.array([np.inf, 1000.0])) == np.inf

@@ -16,8 +16,9 @@ from .ops import (abs, add, all, any, astype, broadcast_to, cat, chunk, clip, co
                   logsumexp, lt, matmul, max, maximum, mean, min, minimum, mul, ne, neg,
                   pad, pow, reshape, sigmoid, sign, sin, split, sqrt, squeeze, stack, sub,
                   sum, sum_to, swapaxes, tanh, transpose, unsqueeze, var, where)
-from .ops import (avg_pool2d, conv2d, conv_transpose2d, elu, fold, leaky_relu, max_pool2d,
-                  relu, silu, softplus, standardize, unfold)
+from .ops import (avg_pool2d, bce_with_logits, conv2d, conv_transpose2d, elu, fold,
+                  leaky_relu, log_softmax, max_pool2d, relu, silu, softplus, standardize,
+                  unfold)
 from .random import (generator, get_rng_state, manual_seed, rand, randint, randn,
                      set_rng_state)
 

@@ -102,7 +102,7 @@ class Tensor:
     read-only (the engine never modifies them in place).
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_version", "_base", "__weakref__")
     # Make NumPy defer to Tensor in mixed expressions such as ``ndarray * tensor``.
     __array_ufunc__ = None
 
@@ -114,6 +114,11 @@ class Tensor:
         self.grad = None
         self.requires_grad = bool(requires_grad)
         self._ctx = _ctx
+        # In-place writes advance _version (see mark_modified); a view (an op's output
+        # that shares this tensor's memory, or a detach()) keeps its base in _base and
+        # reads the base's version, as a view in PyTorch shares its base's counter.
+        self._version = 0
+        self._base = None
 
     # ---- basic properties
     @property
@@ -150,6 +155,13 @@ class Tensor:
         if self.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
         return self.shape[0]
+
+    def __iter__(self):
+        # Without this Python would iterate by indexing until IndexError, which for a 0-d
+        # tensor never comes from a valid index: list(tensor(3.0)) gave [].
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.shape[0]))
 
     def __repr__(self):
         body = np.array2string(self.numpy(), separator=", ", precision=4, threshold=20,
@@ -194,8 +206,13 @@ class Tensor:
         return self.numpy().tolist()
 
     def detach(self) -> "Tensor":
-        """A tensor sharing this one's data, cut from the graph (requires_grad=False)."""
-        return Tensor(self.data)
+        """A tensor sharing this one's data, cut from the graph (requires_grad=False).
+
+        It shares this tensor's version counter too: an in-place write to either is
+        seen by a graph that saved the other."""
+        out = Tensor(self.data)
+        out._base = self if self._base is None else self._base
+        return out
 
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
         """Set ``requires_grad`` in place (leaves only) and return self."""
@@ -272,7 +289,8 @@ class Tensor:
     def tanh(self): return ops.tanh(self)
     def sigmoid(self): return ops.sigmoid(self)
     def abs(self): return ops.abs(self)
-    def clip(self, min=None, max=None): return ops.clip(self, min, max)
+    def clip(self, min=None, max=None, straight_through=False):
+        return ops.clip(self, min, max, straight_through)
     clamp = clip
 
     def sum(self, axis=None, keepdims=False): return ops.sum(self, axis, keepdims)
@@ -336,9 +354,19 @@ class Function:
     A Function whose backward uses raw arrays (and so cannot be differentiated again)
     sets ``differentiable_backward = False``; asking for ``create_graph=True`` through
     it then raises an error instead of returning a wrong second derivative.
+
+    ``saves`` says which inputs backward reads the values of: None (the default, every
+    input), a tuple of indices (``()`` for ops that need only shapes or masks of their
+    own, such as add or reshape), or "cross" for binary products (input i is read only
+    when the other input wants a gradient: d(ab)/da = b). Backward refuses to run if a
+    saved input was changed in place since the forward pass (an optimizer step between
+    forward and backward), instead of returning wrong gradients (see mark_modified).
     """
 
     differentiable_backward = True
+    saves = None
+    is_view = False  # True for ops whose output may be a view of input 0's memory
+    _clock = 0  # the version clock when the node was recorded (see mark_modified)
 
     inputs: tuple | None
     needs_input_grad: tuple
@@ -353,6 +381,11 @@ class Function:
         if isinstance(data, np.generic):  # NumPy returns scalars from 0-d results
             data = np.asarray(data)
         out = Tensor(data)
+        if cls.is_view and getattr(data, "base", None) is not None:
+            # a view of the input (reshape, transpose, basic indexing) shares its version
+            # counter, so a write to either is seen by a graph that saved the other
+            t = inputs[0]
+            out._base = t if t._base is None else t._base
         if _GradMode.enabled and _is_float(out.data.dtype):
             needs = tuple(t.requires_grad for t in inputs)
             if True in needs:
@@ -361,6 +394,7 @@ class Function:
                 node._output = weakref.ref(out)  # weak: the output owns the node, not back
                 out.requires_grad = True
                 out._ctx = node
+                node._clock = _VersionClock.value  # one int: see mark_modified
         return out
 
     def forward(self, *arrays, **params):
@@ -379,6 +413,53 @@ class Function:
 
     def __repr__(self):
         return f"<{type(self).__name__} node>"
+
+
+class _VersionClock:
+    value = 0  # the number of in-place writes so far, all tensors together
+
+
+def mark_modified(*tensors: Tensor) -> None:
+    """Record that the tensors' values were just changed in place (an optimizer step, a
+    running statistic, an EMA, a copy into a parameter). Every in-place write the library
+    makes goes through this.
+
+    The versions come from one clock: each write advances it and stamps the tensor (its
+    base, for a view) with the new time in ``_version``, and each graph node remembers
+    the time it was recorded. So a tensor saved by a node was changed since exactly when
+    its version is later than the node's; and while nothing was written since a node was
+    recorded (the usual forward, backward, step), backward compares one integer per node.
+    """
+    for t in tensors:
+        if t._base is not None:  # a view or detach(): the counter is its base's
+            t = t._base
+        _VersionClock.value += 1
+        t._version = _VersionClock.value
+
+
+def _saved_inputs(node):
+    """The inputs whose values ``node``'s backward reads (see ``Function.saves``)."""
+    saves = node.saves
+    if saves is None:
+        return node.inputs
+    if saves == "cross":  # a binary product: each input is read for the other's gradient
+        return [t for t, n in zip(node.inputs, node.needs_input_grad[::-1]) if n]
+    return [node.inputs[i] for i in saves]
+
+
+def _check_versions(node) -> None:
+    """Refuse to run ``node``'s backward if a tensor it saved was modified in place."""
+    for t in _saved_inputs(node):
+        b = t if t._base is None else t._base
+        if b._version > node._clock:
+            what = "it" if b is t else f"the tensor of shape {b.shape} whose view it is"
+            raise RuntimeError(
+                f"one of the tensors needed for gradient computation has been modified by "
+                f"an in-place operation: the tensor of shape {t.shape} saved by "
+                f"{type(node).__name__} for backward was changed after the forward pass "
+                f"({what} is at version {b._version}, later than the graph's "
+                f"{node._clock}; e.g. an optimizer step). Call backward before changing "
+                "it, or compute the loss again after the change.")
 
 
 def _check_same_device(name, tensors):
@@ -497,6 +578,8 @@ def _run_backward(outputs, grads, create_graph, retain_graph, wanted=None):
                 raise RuntimeError(
                     f"{type(node).__name__} has no differentiable backward, so its gradient "
                     "cannot be differentiated again (create_graph=True)")
+            if _VersionClock.value != node._clock:  # something was written since forward
+                _check_versions(node)
             in_grads = node.backward(g)
             if not isinstance(in_grads, tuple):
                 in_grads = (in_grads,)

@@ -397,11 +397,13 @@ class Bernoulli(Distribution):
             _check((value.data >= 0) & (value.data <= 1),
                    lambda: "Bernoulli.log_prob: value must lie in [0, 1]; got values in "
                            f"{_lo_hi(value)}")
-        return value * self._logits - F.softplus(self._logits)
+        # -(softplus(l) - x l) as one op: with validate_args=False a logit of +-inf gives
+        # the limit (0 for the value it makes certain, -inf for the other), not nan
+        return -ops.bce_with_logits(self._logits, value)
 
     def entropy(self) -> Tensor:
         """softplus(l) - p l, shape B."""
-        return F.softplus(self._logits) - self._probs * self._logits
+        return ops.bce_with_logits(self._logits, self._probs)
 
     def __repr__(self):
         return (f"Bernoulli(batch_shape={self.batch_shape}, dtype={self._logits.dtype}, "
@@ -655,10 +657,16 @@ def kl_divergence(p: Distribution, q: Distribution) -> Tensor:
 
 @register_kl(Normal, Normal)
 def _kl_normal_normal(p: Normal, q: Normal) -> Tensor:
-    """1/2 [ r + ((mu_1 - mu_2) / sigma_2)^2 - 1 - log r ] with r = (sigma_1 / sigma_2)^2."""
+    """1/2 [ r + ((mu_1 - mu_2) / sigma_2)^2 - 1 - log r ] with r = (sigma_1 / sigma_2)^2.
+
+    log r is taken as 2 (log sigma_1 - log sigma_2), not log of r: in float32 r
+    underflows to 0 once sigma_1 / sigma_2 < 1e-23 (log r = -inf, KL = inf instead of,
+    for sigma_1 = e^-60, 59.5) and overflows to inf above 2e19 (inf - inf = nan instead
+    of inf)."""
     r = (p.scale / q.scale) ** 2
     t = ((p.loc - q.loc) / q.scale) ** 2
-    return 0.5 * (r + t - 1 - ops.log(r))
+    log_r = 2.0 * (ops.log(p.scale) - ops.log(q.scale))
+    return 0.5 * (r + t - 1 - log_r)
 
 
 @register_kl(Bernoulli, Bernoulli)

@@ -99,7 +99,8 @@ def log_mean_exp(x, axis=None, keepdims: bool = False):
     """log((1/n) sum_i exp(x_i)) over ``axis``, without overflow or underflow.
 
     Computed as logsumexp(x) - log n, where logsumexp subtracts the maximum before
-    exponentiating; a slice of only -inf gives -inf.
+    exponentiating; a slice of only -inf gives -inf, a slice with +inf gives +inf (and,
+    for a Tensor, the limit gradient: 1/k on its k entries equal to +inf, 0 elsewhere).
 
     Args:
         x: a Tensor, or an array (or list) of numbers.
@@ -128,9 +129,12 @@ def log_mean_exp(x, axis=None, keepdims: bool = False):
         raise ValueError(f"log_mean_exp: no elements to average over axis {axis} "
                          f"of shape {a.shape}")
     m = a.max(axis=axes, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0.0)  # all -inf stays -inf below; +inf stays +inf
-    with np.errstate(divide="ignore"):  # log 0 = -inf is the right value there
-        out = np.log(np.exp(a - m).sum(axis=axes, keepdims=True) / n) + m
+    m_safe = np.where(m == -np.inf, 0.0, m)  # all -inf stays -inf below, not nan
+    # log 0 = -inf is the right value for -inf slices; slices with +inf (inf - inf below)
+    # are +inf, as in logsumexp, and never exponentiate a large finite number
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.log(np.exp(a - m_safe).sum(axis=axes, keepdims=True) / n) + m_safe
+    out = np.where(m == np.inf, m, out)
     if not keepdims:
         out = out.reshape([s for i, s in enumerate(out.shape) if i not in axes])
     return _scalar_or_array(out)

@@ -63,7 +63,7 @@ from collections import defaultdict
 import numpy as np
 
 from . import backend, parallel
-from .autograd import Tensor, enable_grad
+from .autograd import Tensor, enable_grad, mark_modified
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm_", "LRScheduler",
            "LambdaLR", "LinearWarmup", "CosineAnnealingLR", "warmup_cosine", "EMA"]
@@ -359,6 +359,7 @@ class SGD(Optimizer):
                     else:
                         d = b                  # d_t = b_t
                 theta -= lr * d                # theta_t = theta_{t-1} - lr d_t
+                mark_modified(p)               # graphs that saved theta now refuse backward
         return loss
 
 
@@ -406,6 +407,7 @@ class Adam(Optimizer):
                     state["exp_avg_sq"] = xp.zeros_like(theta)
                 state["step"] += 1
                 t = state["step"]
+                mark_modified(p)  # updated below; graphs that saved theta refuse backward
                 # The bias corrections, folded into two scalars (no pass over the arrays):
                 # lr hat m / (sqrt(hat v) + eps) = step_size m / (sqrt(v) + eps_hat) with
                 # step_size = lr sqrt(1 - beta2^t) / (1 - beta1^t), eps_hat = eps sqrt(1 - beta2^t).
@@ -804,6 +806,7 @@ class EMA:
         """Overwrite the parameters' values (in place) with the averages."""
         for s, p in zip(self.shadow_params, self._resolve(parameters, "copy_to")):
             p.data[...] = s
+            mark_modified(p)
 
     def store(self, parameters=None) -> None:
         """Save a copy of the parameters' current values, for restore()."""
@@ -816,6 +819,7 @@ class EMA:
             raise RuntimeError("EMA.restore: nothing to restore; call store() first")
         for c, p in zip(self.collected_params, self._resolve(parameters, "restore")):
             p.data[...] = c
+            mark_modified(p)
         self.collected_params = None
 
     @contextlib.contextmanager

@@ -5,7 +5,21 @@ from .. import creation
 from ..ops.conv import _pair
 from . import functional as F
 from .linear import _default_init
-from .module import Module, Parameter
+from .module import Module, Parameter, _check_size
+
+
+def _check_geometry(owner, in_channels, out_channels, kernel_size, stride, padding,
+                    dilation, groups):
+    """Refuse sizes PyTorch refuses, naming the value: channels, kernel, stride,
+    dilation and groups must be positive integers, padding non-negative."""
+    in_channels = _check_size(owner, "in_channels", in_channels)
+    out_channels = _check_size(owner, "out_channels", out_channels)
+    groups = _check_size(owner, "groups", groups)
+    for name, value, minimum in (("kernel_size", kernel_size, 1), ("stride", stride, 1),
+                                 ("padding", padding, 0), ("dilation", dilation, 1)):
+        for v in (value if isinstance(value, (tuple, list)) else (value,)):
+            _check_size(owner, name, v, minimum)
+    return in_channels, out_channels, groups
 
 
 class Conv2d(Module):
@@ -15,6 +29,8 @@ class Conv2d(Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  dilation=1, groups=1, bias=True):
         super().__init__()
+        in_channels, out_channels, groups = _check_geometry(
+            "Conv2d", in_channels, out_channels, kernel_size, stride, padding, dilation, groups)
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"Conv2d: in_channels {in_channels} and out_channels "
                              f"{out_channels} must be divisible by groups {groups}")
@@ -58,6 +74,11 @@ class ConvTranspose2d(Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  output_padding=0, groups=1, bias=True, dilation=1):
         super().__init__()
+        in_channels, out_channels, groups = _check_geometry(
+            "ConvTranspose2d", in_channels, out_channels, kernel_size, stride, padding,
+            dilation, groups)
+        for v in _pair(output_padding, "output_padding"):
+            _check_size("ConvTranspose2d", "output_padding", v, minimum=0)
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"ConvTranspose2d: in_channels {in_channels} and out_channels "
                              f"{out_channels} must be divisible by groups {groups}")

@@ -7,11 +7,12 @@ Imported as ``F`` (``from tinygen.nn import functional as F``). Shapes follow Py
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
 from .. import backend
-from ..autograd import Tensor, as_tensor
+from ..autograd import Tensor, as_tensor, mark_modified
 from .. import ops
 from ..ops.activation import elu, leaky_relu, relu, silu, softplus
 from ..ops.conv import avg_pool2d, conv2d, conv_transpose2d, max_pool2d
@@ -42,9 +43,9 @@ def softmax(x, axis=-1):
 
 
 def log_softmax(x, axis=-1):
-    """x_i - log sum_j exp(x_j) along ``axis``; stable for large |x|."""
-    x = as_tensor(x)
-    return x - ops.logsumexp(x, axis=axis, keepdims=True)
+    """x_i - log sum_j exp(x_j) along ``axis``; stable for large |x|, and a +inf logit
+    gives the limit (log-probability 0 for it, -inf for the finite ones), not nan."""
+    return ops.log_softmax(x, axis)
 
 
 # --------------------------------------------------------------------------- layers as functions
@@ -76,6 +77,10 @@ def one_hot(target, num_classes=-1):
     if t.dtype.kind not in "iu":
         raise TypeError(f"one_hot: labels must be integers, got {t.dtype}")
     xp = backend.get_array_module(t)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or \
+            num_classes < -1:
+        raise ValueError(f"one_hot: num_classes must be an integer >= 0, or -1 (inferred "
+                         f"from the labels), got {num_classes!r}")
     if num_classes < 0:
         num_classes = int(t.data.max()) + 1 if t.size else 0
     if t.size and (int(t.data.min()) < 0 or int(t.data.max()) >= num_classes):
@@ -127,11 +132,15 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     x: (N, C) or (N, C, L) or (N, C, H, W). In training the batch statistics are used
     and the running estimates (Tensors of shape (C,), may be None) are updated in place,
     running = (1 - momentum) running + momentum * batch statistic, with the unbiased
-    variance; in evaluation the running estimates are used instead.
+    variance; in evaluation the running estimates are used instead. (BatchNorm's
+    momentum=None, the cumulative average, passes momentum = 1 / batches seen here.)
     """
     x = as_tensor(x)
     if x.ndim < 2:
         raise ValueError(f"batch_norm: expected input (N, C, ...), got shape {x.shape}")
+    if (isinstance(momentum, bool) or not isinstance(momentum, numbers.Real)
+            or not 0 <= momentum <= 1):
+        raise ValueError(f"batch_norm: momentum must be a number in [0, 1], got {momentum!r}")
     C = x.shape[1]
     axes = (0,) + tuple(range(2, x.ndim))
     shape = _channel_shape(x)
@@ -140,15 +149,16 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
         if n <= 1:
             raise ValueError(f"batch_norm: training needs more than one value per channel, "
                              f"got input of shape {x.shape}")
-        y = standardize(x, axes, eps)
+        stats = [] if running_mean is not None else None
+        y = standardize(x, axes, eps, stats=stats)
         if running_mean is not None:
-            xd = x.data
-            mu = xd.mean(axis=axes)
-            unbiased = xd.var(axis=axes) * (n / (n - 1))
+            mu, biased = (s.reshape(C) for s in stats[0])  # standardize's own, accurate ones
+            unbiased = biased * (n / (n - 1))
             running_mean.data *= 1 - momentum
             running_mean.data += momentum * mu.astype(running_mean.dtype, copy=False)
             running_var.data *= 1 - momentum
             running_var.data += momentum * unbiased.astype(running_var.dtype, copy=False)
+            mark_modified(running_mean, running_var)
     else:
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm: evaluation mode needs running_mean and running_var")
@@ -228,10 +238,11 @@ def binary_cross_entropy(input, target, reduction="mean"):
 def binary_cross_entropy_with_logits(input, target, reduction="mean"):
     """The binary cross-entropy of sigmoid(l) with target y, from the logits l:
     -(y log sigmoid(l) + (1 - y) log(1 - sigmoid(l))) = softplus(l) - y l,
-    exact and stable for logits of any size."""
+    exact and stable for logits of any size; at l = +-inf the limit, with 0 inf = 0
+    (l = +inf: (1 - y) inf, l = -inf: y inf), and a finite gradient for l."""
     l, y = as_tensor(input), as_tensor(target, like=input)
     _check_same_shape("binary_cross_entropy_with_logits", l, y)
-    return _reduce(softplus(l) - y * l, reduction, "binary_cross_entropy_with_logits")
+    return _reduce(ops.bce_with_logits(l, y), reduction, "binary_cross_entropy_with_logits")
 
 
 def nll_loss(input, target, reduction="mean"):
@@ -242,6 +253,13 @@ def nll_loss(input, target, reduction="mean"):
                          f"{logp.shape} and {t.shape}")
     if t.dtype.kind not in "iu":
         raise TypeError(f"nll_loss: target must hold integer class indices, got {t.dtype}")
+    C = logp.shape[1]
+    if t.size:  # else -1 would silently pick the last class (NumPy's negative indexing)
+        lo, hi = int(t.data.min()), int(t.data.max())
+        if lo < 0 or hi >= C:
+            bad = lo if lo < 0 else hi
+            raise IndexError(f"nll_loss: target {bad} is out of bounds: class indices must "
+                             f"lie in [0, {C}) for input of shape {logp.shape}")
     xp = backend.get_array_module(logp)
     picked = logp[xp.arange(logp.shape[0]), t.data]
     return _reduce(-picked, reduction, "nll_loss")
@@ -255,11 +273,15 @@ def cross_entropy(input, target, reduction="mean"):
 def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"):
     """The negative log-likelihood of target under N(input, var):
     0.5 (log var + (input - target)^2 / var) [+ 0.5 log 2 pi if full].
-    var is clamped below at eps for stability, as in PyTorch."""
+
+    var is clamped below at eps for stability, as in PyTorch, and as there the clamp
+    changes the value only: the gradient with respect to var is the loss's derivative at
+    the clamped value, passed on unchanged (not cut to 0), so a variance below eps is
+    still pushed by the loss. For var = 1e-8, input 2, target 0, eps 1: d/dvar = -1.5."""
     mu, x = as_tensor(input), as_tensor(target, like=input)
     var = as_tensor(var, like=mu)
     _check_same_shape("gaussian_nll_loss", mu, x)
-    var = var.clip(min=eps)
+    var = var.clip(min=eps, straight_through=True)
     loss = 0.5 * (ops.log(var) + (mu - x) ** 2 / var)
     if full:
         loss = loss + 0.5 * math.log(2 * math.pi)

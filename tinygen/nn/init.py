@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 
 from .. import random
-from ..autograd import Tensor
+from ..autograd import Tensor, mark_modified
 
 
 def calculate_gain(nonlinearity: str, param=None) -> float:
@@ -50,6 +50,7 @@ def calculate_fan_in_and_fan_out(tensor: Tensor) -> tuple[int, int]:
 
 def _fill(tensor: Tensor, values) -> Tensor:
     tensor.data[...] = values.astype(tensor.dtype, copy=False)
+    mark_modified(tensor)
     return tensor
 
 
@@ -67,6 +68,7 @@ def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
 
 def constant_(tensor: Tensor, value: float) -> Tensor:
     tensor.data[...] = value
+    mark_modified(tensor)
     return tensor
 
 
@@ -79,12 +81,16 @@ def ones_(tensor: Tensor) -> Tensor:
 
 
 def xavier_uniform_(tensor: Tensor, gain: float = 1.0) -> Tensor:
+    if tensor.size == 0:  # nothing to fill, and a fan of 0 (as PyTorch: a no-op)
+        return tensor
     fan_in, fan_out = calculate_fan_in_and_fan_out(tensor)
     bound = math.sqrt(3.0) * gain * math.sqrt(2.0 / (fan_in + fan_out))
     return uniform_(tensor, -bound, bound)
 
 
 def xavier_normal_(tensor: Tensor, gain: float = 1.0) -> Tensor:
+    if tensor.size == 0:  # nothing to fill, and a fan of 0 (as PyTorch: a no-op)
+        return tensor
     fan_in, fan_out = calculate_fan_in_and_fan_out(tensor)
     return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)))
 
@@ -99,10 +105,14 @@ def _kaiming_std(tensor, a, mode, nonlinearity):
 
 def kaiming_uniform_(tensor: Tensor, a: float = 0.0, mode: str = "fan_in",
                      nonlinearity: str = "leaky_relu") -> Tensor:
+    if tensor.size == 0:  # nothing to fill, and a fan of 0 (as PyTorch: a no-op)
+        return tensor
     bound = math.sqrt(3.0) * _kaiming_std(tensor, a, mode, nonlinearity)
     return uniform_(tensor, -bound, bound)
 
 
 def kaiming_normal_(tensor: Tensor, a: float = 0.0, mode: str = "fan_in",
                     nonlinearity: str = "leaky_relu") -> Tensor:
+    if tensor.size == 0:  # nothing to fill, and a fan of 0 (as PyTorch: a no-op)
+        return tensor
     return normal_(tensor, 0.0, _kaiming_std(tensor, a, mode, nonlinearity))

@@ -8,7 +8,7 @@ import numpy as np
 from ..autograd import Tensor
 from .. import creation
 from . import functional as F, init
-from .module import Module, Parameter
+from .module import Module, Parameter, _check_size
 
 
 def _default_init(weight, bias, fan_in):
@@ -33,6 +33,9 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
         super().__init__()
+        # 0 is allowed, as in PyTorch: Linear(0, n) gives y = b
+        in_features = _check_size("Linear", "in_features", in_features, minimum=0)
+        out_features = _check_size("Linear", "out_features", out_features, minimum=0)
         self.in_features, self.out_features = in_features, out_features
         self.weight = Parameter(creation.zeros(out_features, in_features))
         if bias:
@@ -58,6 +61,8 @@ class Embedding(Module):
 
     def __init__(self, num_embeddings: int, embedding_dim: int):
         super().__init__()
+        num_embeddings = _check_size("Embedding", "num_embeddings", num_embeddings, minimum=0)
+        embedding_dim = _check_size("Embedding", "embedding_dim", embedding_dim, minimum=0)
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         self.weight = Parameter(creation.zeros(num_embeddings, embedding_dim))
         init.normal_(self.weight)

@@ -8,13 +8,29 @@ optimizer updates and ``state_dict()`` everything a checkpoint saves.
 """
 from __future__ import annotations
 
+import numbers
 from collections import OrderedDict
 from typing import Iterator
 
 import numpy as np
 
 from .. import backend
-from ..autograd import Tensor
+from ..autograd import Tensor, mark_modified
+
+
+def _check_size(owner, name, value, minimum=1):
+    """``value`` as an int, if it is a whole number >= minimum; else a ValueError that
+    names the value and what is allowed (as PyTorch refuses Linear(0, n) and the like)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{owner}: {name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{owner}: {name} must be at least {minimum}, got {value}")
+    return int(value)
+
+
+def _check_eps(owner, eps):
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps >= 0:
+        raise ValueError(f"{owner}: eps must be a number >= 0, got {eps!r}")
 
 
 class Parameter(Tensor):
@@ -255,6 +271,7 @@ class Module:
                 value = value.data if isinstance(value, Tensor) else value
                 target.data[...] = backend.to_device(value, target.device).astype(
                     target.dtype, copy=False)
+                mark_modified(target)
         return missing, unexpected
 
     # ---- printing

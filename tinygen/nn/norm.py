@@ -8,20 +8,33 @@ sample, layer norm over a sample's last axes.
 """
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from .. import creation
-from ..autograd import Tensor
+from ..autograd import Tensor, mark_modified
 from . import functional as F
-from .module import Module, Parameter
+from .module import Module, Parameter, _check_eps, _check_size
 
 
 class _BatchNorm(Module):
+    """momentum: the weight of each new batch in the running estimates; None gives the
+    cumulative (equal-weight) average over all batches seen, counted by
+    ``num_batches_tracked``, as in PyTorch."""
+
     _input_dims: tuple = ()
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
                  track_running_stats=True):
         super().__init__()
+        name = type(self).__name__
+        num_features = _check_size(name, "num_features", num_features)
+        if momentum is not None and (isinstance(momentum, bool) or not isinstance(
+                momentum, numbers.Real) or not 0 <= momentum <= 1):
+            raise ValueError(f"{name}: momentum must be a number in [0, 1] or None (the "
+                             f"cumulative average), got {momentum!r}")
+        _check_eps(name, eps)
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         if affine:
@@ -43,11 +56,17 @@ class _BatchNorm(Module):
                              f"{' or '.join(map(str, self._input_dims))} dims and "
                              f"{self.num_features} channels on axis 1, got shape {x.shape}")
         use_batch_stats = self.training or not self.track_running_stats
+        momentum = self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked.data += 1
+            mark_modified(self.num_batches_tracked)
+            if momentum is None:  # the cumulative average of the statistics of all batches:
+                # running_k = running_{k-1} + (s_k - running_{k-1}) / k, as in PyTorch
+                momentum = 1.0 / float(self.num_batches_tracked.data)
         return F.batch_norm(x, self.running_mean if self.track_running_stats else None,
                             self.running_var if self.track_running_stats else None,
-                            self.weight, self.bias, use_batch_stats, self.momentum, self.eps)
+                            self.weight, self.bias, use_batch_stats,
+                            0.0 if momentum is None else momentum, self.eps)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
@@ -69,6 +88,9 @@ class GroupNorm(Module):
 
     def __init__(self, num_groups, num_channels, eps=1e-5, affine=True):
         super().__init__()
+        num_groups = _check_size("GroupNorm", "num_groups", num_groups)
+        num_channels = _check_size("GroupNorm", "num_channels", num_channels)
+        _check_eps("GroupNorm", eps)
         if num_channels % num_groups:
             raise ValueError(f"GroupNorm: {num_channels} channels do not split into "
                              f"{num_groups} groups")
@@ -97,6 +119,10 @@ class LayerNorm(Module):
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True):
         super().__init__()
         shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        if not shape:
+            raise ValueError("LayerNorm: normalized_shape must name at least one axis, got ()")
+        shape = tuple(_check_size("LayerNorm", "normalized_shape", n) for n in shape)
+        _check_eps("LayerNorm", eps)
         self.normalized_shape, self.eps = shape, eps
         self.elementwise_affine = elementwise_affine
         if elementwise_affine:

@@ -2,7 +2,14 @@
 from __future__ import annotations
 
 from . import functional as F
-from .module import Module
+from .module import Module, _check_size
+
+
+def _check_window(owner, **sizes):
+    """kernel_size, stride, dilation positive integers (or pairs), padding >= 0."""
+    for name, value in sizes.items():
+        for v in (value if isinstance(value, (tuple, list)) else (value,)):
+            _check_size(owner, name, v, minimum=0 if name == "padding" else 1)
 
 
 class MaxPool2d(Module):
@@ -10,6 +17,8 @@ class MaxPool2d(Module):
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1):
         super().__init__()
+        _check_window("MaxPool2d", kernel_size=kernel_size, padding=padding, dilation=dilation,
+                      **({} if stride is None else {"stride": stride}))
         self.kernel_size, self.stride = kernel_size, stride if stride is not None else kernel_size
         self.padding, self.dilation = padding, dilation
 
@@ -25,6 +34,8 @@ class AvgPool2d(Module):
 
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
+        _check_window("AvgPool2d", kernel_size=kernel_size, padding=padding,
+                      **({} if stride is None else {"stride": stride}))
         self.kernel_size, self.stride = kernel_size, stride if stride is not None else kernel_size
         self.padding = padding
 

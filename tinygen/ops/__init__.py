@@ -5,11 +5,11 @@ function beside it: read in order, these files are the table of derivatives."""
 from .elementwise import (abs, add, clip, cos, div, eq, exp, ge, gt, le, log, log1p, lt,
                           maximum, minimum, mul, ne, neg, pow, sigmoid, sign, sin, sqrt,
                           sub, tanh, where)
-from .activation import elu, leaky_relu, relu, silu, softplus
+from .activation import bce_with_logits, elu, leaky_relu, relu, silu, softplus
 from .conv import avg_pool2d, conv2d, conv_transpose2d, fold, max_pool2d, unfold
 from .linalg import matmul
 from .normalization import standardize
-from .reduce import all, any, logsumexp, max, mean, min, sum, var
+from .reduce import all, any, log_softmax, logsumexp, max, mean, min, sum, var
 from .shape import (astype, broadcast_to, cat, chunk, expand, flatten, flip, getitem,
                     index_put, pad, reshape, split, squeeze, stack, sum_to, swapaxes,
                     transpose, unsqueeze)
@@ -17,11 +17,11 @@ from .shape import (astype, broadcast_to, cat, chunk, expand, flatten, flip, get
 __all__ = [
     "abs", "add", "clip", "cos", "div", "eq", "exp", "ge", "gt", "le", "log", "log1p", "lt",
     "maximum", "minimum", "mul", "ne", "neg", "pow", "sigmoid", "sign", "sin", "sqrt", "sub",
-    "tanh", "where", "matmul", "all", "any", "logsumexp", "max", "mean", "min", "sum", "var",
+    "tanh", "where", "matmul", "all", "any", "log_softmax", "logsumexp", "max", "mean", "min", "sum", "var",
     "astype", "broadcast_to", "cat", "chunk", "expand", "flatten", "flip", "getitem",
     "index_put", "pad", "reshape", "split", "squeeze", "stack", "sum_to", "swapaxes",
     "transpose", "unsqueeze",
-    "elu", "leaky_relu", "relu", "silu", "softplus",
+    "bce_with_logits", "elu", "leaky_relu", "relu", "silu", "softplus",
     "avg_pool2d", "conv2d", "conv_transpose2d", "fold", "max_pool2d", "unfold",
     "standardize",
 ]

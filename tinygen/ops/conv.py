@@ -135,6 +135,7 @@ class Unfold(Function):
     x (N, C, H, W) -> columns (C, kh, kw, N, Ho, Wo); column [c, p, q, n, i, j] is
     x_pad[n, c, i*s_h + p*d_h, j*s_w + q*d_w], with x padded by ``pad_value``.
     """
+    saves = ()  # backward reads no input values (see Function.saves)
 
     def forward(self, x, kernel_size, stride, padding, dilation, pad_value):
         self.geometry = kernel_size, stride, padding, dilation
@@ -173,6 +174,7 @@ class Fold(Function):
     columns (C, kh, kw, N, Ho, Wo) -> x (N, C, H, W): the adjoint of Unfold, adding
     each column entry onto the input position it came from (padding is cut off).
     """
+    saves = ()  # backward reads no input values (see Function.saves)
 
     def forward(self, cols, output_size, kernel_size, stride, padding, dilation):
         xp = backend.get_array_module(cols)

@@ -43,6 +43,7 @@ def _constant(array) -> Tensor:
 
 class Add(Function):
     """y = a + b;  dL/da = g,  dL/db = g."""
+    saves = ()  # backward reads no input values (see Function.saves)
 
     def forward(self, a, b):
         return a + b
@@ -58,6 +59,7 @@ def add(a, b):
 
 class Sub(Function):
     """y = a - b;  dL/da = g,  dL/db = -g."""
+    saves = ()  # backward reads no input values (see Function.saves)
 
     def forward(self, a, b):
         return a - b
@@ -73,6 +75,7 @@ def sub(a, b):
 
 class Mul(Function):
     """y = a b;  dL/da = g b,  dL/db = g a."""
+    saves = "cross"  # d(ab)/da = b: b is read only when a wants a gradient
 
     def forward(self, a, b):
         return a * b
@@ -88,16 +91,20 @@ def mul(a, b):
 
 
 class Div(Function):
-    """y = a / b;  dL/da = g / b,  dL/db = -g a / b^2."""
+    """y = a / b;  dL/da = g / b,  dL/db = -g a / b^2 = -g y / b."""
+    saves = (1,)  # b; dL/db is formed from the output y
 
     def forward(self, a, b):
         return a / b
 
     def backward(self, g):
-        a, b = self.inputs
-        # each only when wanted: dividing by a constant (a count, a norm) needs no dL/db
+        b = self.inputs[1]
+        # each only when wanted: dividing by a constant (a count, a norm) needs no dL/db.
+        # dL/db as -(g y) / b, not -(g a) / b^2: b^2 underflows to 0 in float32 for
+        # |b| < 1e-23 (and overflows for |b| > 2e19), where the first form stays exact
+        # (e.g. the standardised value z = (x - mu) / sigma at sigma = e^-60).
         ga = g / b if self.needs_input_grad[0] else None
-        gb = -(g * a) / (b * b) if self.needs_input_grad[1] else None
+        gb = -(g * self.output) / b if self.needs_input_grad[1] else None
         return ga, gb
 
 
@@ -108,6 +115,7 @@ def div(a, b):
 
 class Neg(Function):
     """y = -x;  dL/dx = -g."""
+    saves = ()  # backward reads no input values (see Function.saves)
 
     def forward(self, a):
         return -a
@@ -122,7 +130,7 @@ def neg(x):
 
 
 class PowScalar(Function):
-    """y = x^p, p a constant;  dL/dx = g p x^(p-1)  (none for p = 0)."""
+    """y = x^p, p a constant;  dL/dx = g p x^(p-1)  (0 for p = 0: x^0 = 1 for every x)."""
 
     def forward(self, a, p):
         self.p = p
@@ -130,8 +138,8 @@ class PowScalar(Function):
 
     def backward(self, g):
         (a,) = self.inputs
-        if self.p == 0:
-            return None
+        if self.p == 0:  # a zero gradient, not "unused": x was used, as in PyTorch
+            return Tensor(backend.get_array_module(g).zeros(a.shape, dtype=g.dtype))
         return g * self.p * pow_scalar(a, self.p - 1)
 
 
@@ -141,15 +149,31 @@ def pow_scalar(x, p):
 
 
 class Pow(Function):
-    """y = a^b;  dL/da = g b a^(b-1),  dL/db = g y log a  (so a > 0 where dL/db is wanted)."""
+    """y = a^b;  dL/da = g b a^(b-1) (0 at b = 0),  dL/db = g y log a (0 at a = 0, b >= 0).
+
+    The two special cases are the limits, as in PyTorch: a^0 = 1 for every a, and at
+    a = 0, b > 0 the term a^b log a tends to 0 (the formulas alone give 0 inf = nan).
+    For a < 0, dL/db is nan: a^b is not real-differentiable in b there.
+    """
 
     def forward(self, a, b):
         return a ** b
 
     def backward(self, g):
         a, b = self.inputs
-        ga = g * b * (a ** (b - 1)) if self.needs_input_grad[0] else None
-        gb = g * self.output * log(a) if self.needs_input_grad[1] else None
+        xp = backend.get_array_module(a)
+        ga = gb = None
+        with np.errstate(divide="ignore", invalid="ignore"):  # 0^-1, log 0: masked below
+            if self.needs_input_grad[0]:
+                ga = g * b * (a ** (b - 1))
+                zero_exponent = xp.logical_and(b.data == 0, a.data == 0)  # 0 * 0^-1 = nan
+                if zero_exponent.any():
+                    ga = where(zero_exponent, 0.0, ga)
+            if self.needs_input_grad[1]:
+                gb = g * self.output * log(a)
+                zero_base = xp.logical_and(a.data == 0, b.data >= 0)
+                if zero_base.any():
+                    gb = where(zero_base, 0.0, gb)
         return ga, gb
 
 
@@ -187,6 +211,7 @@ def sign(x):
 
 class Exp(Function):
     """y = e^x;  dL/dx = g y."""
+    saves = ()  # backward reads no input values (see Function.saves)
 
     def forward(self, a):
         return backend.get_array_module(a).exp(a)
@@ -232,6 +257,7 @@ def log1p(x):
 
 class Sqrt(Function):
     """y = sqrt x;  dL/dx = g / (2 y)."""
+    saves = ()  # backward reads no input values (see Function.saves)
 
     def forward(self, a):
         return backend.get_array_module(a).sqrt(a)
@@ -277,6 +303,7 @@ def cos(x):
 
 class Tanh(Function):
     """y = tanh x;  dL/dx = g (1 - y^2)."""
+    saves = ()  # backward reads no input values (see Function.saves)
 
     def forward(self, a):
         return backend.get_array_module(a).tanh(a)
@@ -309,6 +336,7 @@ def sigmoid_array(a):
 
 class Sigmoid(Function):
     """y = sigma(x) = 1 / (1 + e^{-x});  dL/dx = g y (1 - y)."""
+    saves = ()  # backward reads no input values (see Function.saves)
 
     def forward(self, a):
         return sigmoid_array(a)
@@ -327,6 +355,7 @@ def sigmoid(x):
 
 class Maximum(Function):
     """y = max(a, b);  dL/da = g [a > b],  dL/db = g [a < b]  (g/2 each where a = b)."""
+    saves = ()  # backward reads no input values (see Function.saves)
 
     def forward(self, a, b):
         xp = backend.get_array_module(a)
@@ -348,6 +377,7 @@ def maximum(a, b):
 
 class Minimum(Function):
     """y = min(a, b);  dL/da = g [a < b],  dL/db = g [a > b]  (g/2 each where a = b)."""
+    saves = ()  # backward reads no input values (see Function.saves)
 
     def forward(self, a, b):
         xp = backend.get_array_module(a)
@@ -367,6 +397,7 @@ def minimum(a, b):
 
 class Where(Function):
     """y = where(c, a, b);  dL/da = g [c],  dL/db = g [not c]  (c is not differentiated)."""
+    saves = ()  # backward reads no input values (see Function.saves)
 
     def forward(self, a, b, cond):
         self.cond = cond
@@ -399,10 +430,14 @@ def where(cond, a, b):
 
 
 class Clip(Function):
-    """y = clip(x, lo, hi);  dL/dx = g [lo <= x <= hi]."""
+    """y = clip(x, lo, hi);  dL/dx = g [lo <= x <= hi]  (g everywhere if straight_through)."""
+    saves = ()  # backward reads no input values (see Function.saves)
 
-    def forward(self, a, lo, hi):
+    def forward(self, a, lo, hi, straight_through=False):
         xp = backend.get_array_module(a)
+        self.straight_through = straight_through
+        if straight_through:
+            return xp.clip(a, lo, hi)
         inside = xp.ones(a.shape, dtype=bool)
         if lo is not None:
             inside &= a >= lo
@@ -412,15 +447,18 @@ class Clip(Function):
         return xp.clip(a, lo, hi)
 
     def backward(self, g):
+        if self.straight_through:
+            return g
         return g * _constant(self.inside)
 
 
-def clip(x, min=None, max=None):
+def clip(x, min=None, max=None, straight_through=False):
     """x limited to [min, max] (either may be None). The gradient is 1 inside the
-    closed interval and 0 outside."""
+    closed interval and 0 outside; with straight_through=True it is 1 everywhere (the
+    clamp changes the value only, as PyTorch's in-place clamp under no_grad does)."""
     if min is None and max is None:
         raise ValueError("clip: give at least one of min and max")
-    return Clip.apply(as_tensor(x), lo=min, hi=max)
+    return Clip.apply(as_tensor(x), lo=min, hi=max, straight_through=straight_through)
 
 
 # --------------------------------------------------------------------------- comparisons

@@ -15,6 +15,7 @@ from .shape import squeeze, unsqueeze
 
 class MatMul(Function):
     """y = a b (matrices);  dL/da = g b^T,  dL/db = a^T g  (^T swaps the last two axes)."""
+    saves = "cross"  # dL/da reads b, dL/db reads a
 
     def forward(self, a, b):
         if a.shape[-1] == 1:

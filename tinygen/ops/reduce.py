@@ -13,7 +13,7 @@ import builtins
 import numpy as np
 
 from .. import backend
-from ..autograd import Function, Tensor, as_tensor
+from ..autograd import Function, Tensor, as_tensor, is_grad_enabled
 from .shape import broadcast_to, reshape
 
 
@@ -43,6 +43,7 @@ def _spread(g, in_shape, axes):
 
 class Sum(Function):
     """y = sum_axes x;  dL/dx = g broadcast back over the axes."""
+    saves = ()  # backward reads no input values (see Function.saves)
 
     def forward(self, a, axes, keepdims):
         self.axes = axes
@@ -60,6 +61,7 @@ def sum(x, axis=None, keepdims=False):
 
 class Mean(Function):
     """y = mean_axes x = sum_axes x / n;  dL/dx = g / n broadcast back over the axes."""
+    saves = ()  # backward reads no input values (see Function.saves)
 
     def forward(self, a, axes, keepdims):
         self.axes = axes
@@ -78,13 +80,20 @@ def mean(x, axis=None, keepdims=False):
 
 def var(x, axis=None, ddof=0, keepdims=False):
     """Variance over ``axis``: sum (x - mean)^2 / (n - ddof). ddof=0 (NumPy's default)
-    is the maximum-likelihood estimate; ddof=1 is the unbiased one (torch's default)."""
+    is the maximum-likelihood estimate; ddof=1 is the unbiased one (torch's default).
+
+    The data are first shifted by a sample of each slice (a constant of the graph, so the
+    derivative is unchanged): x - x_0 is exact for nearly constant values, and the mean is
+    then taken of small numbers, so constant input gives exactly 0 instead of the square
+    of the mean's rounding error (see tinygen.ops.normalization)."""
     x = as_tensor(x)
     axes = normalize_axis(axis, x.ndim, "var")
     n = int(np.prod([x.shape[i] for i in axes]))
     if n - ddof <= 0:
         raise ValueError(f"var: {n} elements with ddof={ddof} leave no degrees of freedom")
-    d = x - mean(x, axes, keepdims=True)
+    shift = x.data[tuple(slice(0, 1) if i in axes else slice(None) for i in range(x.ndim))]
+    d = x - Tensor(shift)
+    d = d - mean(d, axes, keepdims=True)
     return sum(d * d, axes, keepdims) * (1.0 / (n - ddof))
 
 
@@ -93,6 +102,7 @@ class MaxMin(Function):
 
     The gradient goes to the extremal elements; when several tie, they share it equally.
     """
+    saves = ()  # backward reads no input values (see Function.saves)
 
     def forward(self, a, axes, keepdims, largest):
         xp = backend.get_array_module(a)
@@ -124,31 +134,69 @@ def min(x, axis=None, keepdims=False):
                         largest=False)
 
 
+def _infinite_limit_weights(xp, x, pos, axes):
+    """The softmax over ``axes`` of slices whose maximum is +inf, as a limit: the +inf
+    entries share the weight equally, the finite ones get 0 (softmax(x + t e) as
+    t -> inf). ``pos`` marks those slices (keepdims shape); other slices get 0 here."""
+    hits = (x == np.inf) & pos
+    count = hits.sum(axis=axes, keepdims=True)
+    return (hits / xp.maximum(count, 1)).astype(x.dtype)
+
+
 class LogSumExp(Function):
     """y = log sum_axes e^x;  dL/dx = g softmax(x) = g e^(x - y), g broadcast back over the axes.
 
-    Computed as m + log sum_i exp(x_i - m) with m = max_i x_i, so nothing overflows.
+    Computed as m + log sum_i exp(x_i - m) with m = max_i x_i, so nothing overflows. At
+    the edges the values and gradients are limits: a slice of only -inf gives -inf and
+    weights 0; a slice holding +inf gives +inf and the softmax limit, weight 1/k on each
+    of its k entries equal to +inf and 0 elsewhere ([+inf, 1] -> [1, 0], not [inf, e]).
     """
 
     def forward(self, a, axes, keepdims):
         xp = backend.get_array_module(a)
         m = xp.max(a, axis=axes, keepdims=True)
-        m = xp.where(xp.isfinite(m), m, 0)  # all -inf stays -inf below, not nan
-        with np.errstate(divide="ignore"):  # log 0 = -inf is the right value there
-            out = xp.log(xp.sum(xp.exp(a - m), axis=axes, keepdims=True)) + m
+        m_safe = xp.where(m == -np.inf, 0, m)  # all -inf stays -inf below, not nan
+        # log 0 = -inf is the right value for -inf slices; +inf slices make inf - inf
+        # below and are set to +inf after
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_s = xp.log(xp.sum(xp.exp(a - m_safe), axis=axes, keepdims=True))
+            out = log_s + m_safe
+        self.m_safe, self.log_s = m_safe, log_s  # for backward's rounding correction
+        out = xp.where(m == np.inf, m, out)  # on the reduced array only: cheap
         self.axes = axes
         return out if keepdims else out.reshape([n for i, n in enumerate(out.shape)
                                                  if i not in axes])
 
     def backward(self, g):
         x = self.inputs[0]
+        xp = backend.get_array_module(x)
         keep = _keepdims_shape(x.shape, self.axes)
         out = reshape(self.output, keep)
-        finite = backend.get_array_module(x).isfinite(out.data)
-        if not finite.all():  # a row of only -inf has weights exp(-inf) = 0, not nan
+        finite = xp.isfinite(out.data)
+        # y = m + log s is rounded to y's own precision, an absolute error of up to
+        # |y| eps / 2, which e^(x - y) turns into a relative error of the softmax (2e-4 at
+        # y = 4096 in float32). Beyond |y| = 16 (8 eps) that rounding, (y - m) - log s
+        # (y - m is exact), is added back: one more pass, only where it matters.
+        rounding = None
+        if float(xp.abs(out.data).max(initial=0)) > 16:
+            with np.errstate(invalid="ignore"):
+                c = (out.data - self.m_safe) - self.log_s
+            rounding = xp.where(finite, c, 0).astype(x.dtype, copy=False)
+        if finite.all():
+            d = x - out
+            softmax = (d if rounding is None else d + Tensor(rounding)).exp()
+        else:
             from .elementwise import where
-            out = where(finite, out, 0.0)
-        softmax = (x - out).exp()
+            # a slice of only -inf has weights exp(-inf - 0) = 0, not nan; a slice with
+            # +inf gets the limit weights (constants: the second derivative is 0 there),
+            # and its x is replaced by 0 first so that no inf - inf appears on any path
+            pos = out.data == np.inf
+            pos_b = xp.broadcast_to(pos, x.shape)
+            safe = where(pos_b, 0.0, x) - where(finite, out, 0.0)
+            if rounding is not None:
+                safe = safe + Tensor(rounding)
+            softmax = where(pos_b, Tensor(_infinite_limit_weights(xp, x.data, pos, self.axes)),
+                            safe.exp())
         return _spread(g, x.shape, self.axes) * softmax
 
 
@@ -157,6 +205,48 @@ def logsumexp(x, axis=None, keepdims=False):
     x = as_tensor(x)
     return LogSumExp.apply(x, axes=normalize_axis(axis, x.ndim, "logsumexp"),
                            keepdims=keepdims)
+
+
+class LogSoftmax(Function):
+    """y = x - logsumexp_axes(x);  dL/dx = g - e^y sum_axes g  (e^y = softmax(x)).
+
+    One op rather than x - logsumexp(x), so that a slice holding +inf gets the limit
+    log(1/k) at its k entries equal to +inf and -inf elsewhere (instead of inf - inf =
+    nan), and e^y in backward is then the limit softmax. A slice of only -inf gives nan,
+    as in PyTorch: no distribution has those log-probabilities.
+    """
+
+    def forward(self, a, axes):
+        xp = backend.get_array_module(a)
+        self.axes = axes
+        m = xp.max(a, axis=axes, keepdims=True)
+        pos = m == np.inf
+        with np.errstate(invalid="ignore"):  # only in slices of only -inf, or with +inf
+            y = a - xp.where(m == -np.inf, 0, m)
+            e = xp.exp(y)
+            with np.errstate(divide="ignore"):
+                y -= xp.log(xp.sum(e, axis=axes, keepdims=True))
+        if pos.any():  # the limit: log(1/k) at the k entries equal to +inf, -inf elsewhere
+            w = _infinite_limit_weights(xp, a, pos, axes)
+            with np.errstate(divide="ignore"):
+                y = xp.where(xp.broadcast_to(pos, a.shape), xp.log(w), y).astype(a.dtype)
+        return y
+
+    def backward(self, g):
+        axes, y = self.axes, self.output
+        if not is_grad_enabled():
+            # plain backward: one array expression (the tensor form below builds 4 nodes)
+            gd = g.data
+            return Tensor(gd - backend.get_array_module(gd).exp(y.data) *
+                          gd.sum(axis=axes, keepdims=True))
+        return g - y.exp() * sum(g, axes, keepdims=True)
+
+
+def log_softmax(x, axis=-1):
+    """x - log(sum(exp(x))) over ``axis`` (an int or tuple): log-probabilities from
+    logits, stable for inputs of any size; +inf logits give the limit (see LogSoftmax)."""
+    x = as_tensor(x)
+    return LogSoftmax.apply(x, axes=normalize_axis(axis, x.ndim, "log_softmax"))
 
 
 def any(x, axis=None, keepdims=False):

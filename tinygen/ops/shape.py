@@ -27,6 +27,8 @@ def _shape_arg(shape):
 
 class Reshape(Function):
     """y = x in a new shape;  dL/dx = g reshaped back to the shape of x."""
+    saves = ()
+    is_view = True  # the output may share the input's memory
 
     def forward(self, a, shape):
         return a.reshape(shape)
@@ -50,6 +52,8 @@ def reshape(x, *shape):
 
 class Transpose(Function):
     """y = x with its axes permuted by P;  dL/dx = g permuted by the inverse of P."""
+    saves = ()
+    is_view = True  # the output may share the input's memory
 
     def forward(self, a, axes):
         self.axes = axes
@@ -117,6 +121,8 @@ def unsqueeze(x, axis):
 
 class BroadcastTo(Function):
     """y = x broadcast to a shape;  dL/dx = sum_to(g, shape of x), summed over the copies."""
+    saves = ()
+    is_view = True  # the output may share the input's memory
 
     def forward(self, a, shape):
         return backend.get_array_module(a).broadcast_to(a, shape)
@@ -155,6 +161,7 @@ class SumTo(Function):
     It undoes broadcasting (the engine calls it on every gradient of a broadcast input):
     it sums the leading axes broadcasting added, and the axes where ``shape`` has length 1.
     """
+    saves = ()  # backward reads no input values (see Function.saves)
 
     def forward(self, a, shape):
         lead = a.ndim - len(shape)
@@ -214,6 +221,8 @@ def _scatter_add(xp, target, index, values):
 
 class Getitem(Function):
     """y = x[index];  dL/dx = index_put(g, index, shape of x): zeros, g added at index."""
+    saves = ()
+    is_view = True  # the output may share the input's memory
 
     def forward(self, a, index):
         self.index = index
@@ -236,6 +245,7 @@ class IndexPut(Function):
 
     Values landing on the same position are added. This is the backward of indexing.
     """
+    saves = ()  # backward reads no input values (see Function.saves)
 
     def forward(self, values, index, shape):
         xp = backend.get_array_module(values)
@@ -266,6 +276,7 @@ def index_put(values, index, shape):
 
 class Cat(Function):
     """y = (x_1, ..., x_k) joined along an axis;  dL/dx_i = the slice of g where x_i sits."""
+    saves = ()  # backward reads no input values (see Function.saves)
 
     def forward(self, *arrays, axis):
         self.axis = axis
@@ -343,6 +354,7 @@ def chunk(x, chunks, axis=0):
 
 class Pad(Function):
     """y = x padded with a constant;  dL/dx = g with the padding cut off."""
+    saves = ()  # backward reads no input values (see Function.saves)
 
     def forward(self, a, pad_width, value):
         self.pad_width = pad_width
@@ -370,6 +382,7 @@ def pad(x, pad_width, value=0.0):
 
 class Flip(Function):
     """y = x reversed along axes;  dL/dx = g reversed along the same axes."""
+    saves = ()  # backward reads no input values (see Function.saves)
 
     def forward(self, a, axes):
         self.axes = axes
@@ -392,6 +405,7 @@ def flip(x, axis=None):
 
 class Cast(Function):
     """y = x as another dtype;  dL/dx = g cast back to the dtype of x."""
+    saves = ()  # backward reads no input values (see Function.saves)
 
     def forward(self, a, dtype):
         return a.astype(dtype)
@@ -414,6 +428,7 @@ class ToDevice(Function):
 
     Its public face is the method ``Tensor.to(device)`` (with ``.cpu()``, ``.cuda()``).
     """
+    saves = ()  # backward reads no input values (see Function.saves)
 
     def forward(self, a, device):
         return backend.to_device(a, device)

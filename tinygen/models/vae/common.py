@@ -28,6 +28,7 @@ import numpy as np
 
 from ... import backend, nn
 from ...distributions import Bernoulli, Independent, Normal
+from ...autograd import mark_modified
 from ...creation import zeros
 from ...ops import cat, logsumexp
 
@@ -113,3 +114,4 @@ def set_bias(layer, values) -> None:
     """Overwrite a Linear layer's bias with ``values`` (on the layer's device)."""
     xp = backend.get_array_module(layer.bias.data)
     layer.bias.data[...] = xp.asarray(values, dtype=layer.bias.data.dtype)
+    mark_modified(layer.bias)

@@ -50,7 +50,7 @@ from collections import namedtuple
 import numpy as np
 
 from ... import backend, nn, no_grad
-from ...autograd import Tensor
+from ...autograd import Tensor, mark_modified
 from ...nn import init
 from ...random import randint
 
@@ -196,6 +196,7 @@ class VectorQuantizer(nn.Module):
         n_k = one_hot.sum(0)                                                     # (K,)
         N = self.ema_count.data
         N[...] = gamma * N + (1 - gamma) * n_k
+        mark_modified(self.ema_count)
         if self.codebook_update != "ema":
             return
         m = self.ema_sum.data
@@ -203,6 +204,7 @@ class VectorQuantizer(nn.Module):
         n = N.sum()
         N_smoothed = (N + self.eps) / (n + K * self.eps) * n
         self.embedding.data[...] = m / N_smoothed[:, None]
+        mark_modified(self.ema_sum, self.embedding)
 
     @no_grad()
     def restart_dead_codes(self, z_e) -> int:
@@ -224,6 +226,7 @@ class VectorQuantizer(nn.Module):
         self.embedding.data[dead] = z_flat[pick]
         self.ema_sum.data[dead] = z_flat[pick]
         N[dead] = 1.0
+        mark_modified(self.embedding, self.ema_sum, self.ema_count)
         return int(dead.size)
 
     def extra_repr(self):
