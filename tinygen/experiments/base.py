@@ -4,7 +4,9 @@ its training step and its evaluation.
 A recipe (one per model, ``tinygen/experiments/<family>/<model>.py``) subclasses
 ``Experiment`` and states:
 
-    name, datasets, description    how ``tinygen train NAME`` knows it
+    name                            how ``tinygen train NAME`` knows it (its datasets and
+                                    one-line description are in the registry,
+                                    ``tinygen/experiments/__init__.py``)
     defaults                        its options and their values, with where they come from
     build_model()                   the model (an nn.Module) from ``self.config``
     training_step(batch)            one update; returns the scalars to log
@@ -85,8 +87,6 @@ class Experiment:
 
     Class attributes:
         name: the name it is registered and called by (``tinygen train NAME``).
-        datasets: the datasets it can train on; the first is the default.
-        description: one line for ``tinygen list``.
         defaults: its options and their default values; each becomes a command-line
             option (``batch_size`` -> ``--batch-size``) and an entry of ``config``.
         rules: option -> a rule (``positive``, ``non_negative``, ``fraction``,
@@ -107,10 +107,8 @@ class Experiment:
     """
 
     name: str = ""
-    datasets: tuple = ()
     defaults: dict = {}
     rules: dict = {}
-    description: str = ""
 
     step: int = 0
     total_steps: int = 1
