@@ -10,7 +10,7 @@ import pytest
 import tinygen as tg
 from tinygen.autograd import Tensor
 from tinygen.optim import (EMA, SGD, Adam, AdamW, CosineAnnealingLR, LambdaLR, LinearWarmup,
-                           clip_grad_norm_, warmup_cosine)
+                           RMSprop, clip_grad_norm_, warmup_cosine)
 
 from conftest import CUDA_SKIP_REASON
 
@@ -75,9 +75,20 @@ def adam_reference(theta, grads, lr, betas, eps, weight_decay=0.0, decoupled=Fal
     return theta
 
 
+def rmsprop_reference(theta, grads, lr, alpha, eps, weight_decay=0.0):
+    theta, v = theta.astype(np.float64), 0.0
+    for g in grads:
+        g = g + weight_decay * theta
+        v = alpha * v + (1 - alpha) * g ** 2
+        theta = theta - lr * g / (np.sqrt(v) + eps)
+    return theta
+
+
 # Hyperparameters large enough that every term of each rule shows in the result
 # (eps comparable to sqrt(v_hat), strong decay, few steps so the bias corrections matter).
 ADAM_HP = dict(lr=0.1, betas=(0.8, 0.9), eps=0.05)
+# The same for RMSprop: alpha small enough that the average moves visibly at every step.
+RMSPROP_HP = dict(lr=0.1, alpha=0.8, eps=0.05)
 
 SGD_CASES = {
     "plain": dict(lr=0.1),
@@ -124,6 +135,48 @@ def test_adam_matches_its_equations(device, weight_decay):
     assert opt.state[p]["step"] == len(GRADS)
 
 
+@pytest.mark.parametrize("weight_decay", [0.0, 0.3])
+def test_rmsprop_matches_its_equations(device, weight_decay):
+    p = param(THETA0, device)
+    opt = RMSprop([p], weight_decay=weight_decay, **RMSPROP_HP)
+    for k in range(1, len(GRADS) + 1):
+        set_grad(p, GRADS[k - 1])
+        opt.step()
+        expected = rmsprop_reference(THETA0, GRADS[:k], weight_decay=weight_decay,
+                                     **RMSPROP_HP)
+        np.testing.assert_allclose(p.numpy(), expected, rtol=1e-12, atol=1e-14)
+    # the state is v_t itself, the running average of the squared (decayed) gradients
+    v, theta = np.zeros_like(THETA0), THETA0.copy()
+    for g in GRADS:
+        g = g + weight_decay * theta
+        v = RMSPROP_HP["alpha"] * v + (1 - RMSPROP_HP["alpha"]) * g ** 2
+        theta = theta - RMSPROP_HP["lr"] * g / (np.sqrt(v) + RMSPROP_HP["eps"])
+    np.testing.assert_allclose(host(opt.state[p]["square_avg"]), v, rtol=1e-12, atol=1e-15)
+
+
+def test_rmsprop_has_no_bias_correction(device):
+    # PyTorch's RMSprop starts from v_0 = 0 and does not correct for it (unlike Adam): the
+    # first step is lr g / (sqrt(1 - alpha) |g| + eps), 10 lr per coordinate at alpha 0.99.
+    p = param(THETA0, device)
+    opt = RMSprop([p], lr=0.01, alpha=0.99, eps=1e-12)
+    set_grad(p, GRADS[0])
+    opt.step()
+    expected = THETA0 - 0.01 * np.sign(GRADS[0]) / np.sqrt(0.01)
+    np.testing.assert_allclose(p.numpy(), expected, rtol=1e-9, atol=1e-12)
+
+
+def test_rmsprop_with_alpha_zero_is_sign_descent(device):
+    # alpha = 0: v_t = g_t^2, so each coordinate moves by lr sign(g_t) (0 where g_t = 0).
+    p = param(THETA0, device)
+    opt = RMSprop([p], lr=0.1, alpha=0.0, eps=1e-12)
+    theta = THETA0.copy()
+    for g in GRADS:
+        set_grad(p, g)
+        opt.step()
+        theta = theta - 0.1 * np.sign(g)
+        np.testing.assert_allclose(p.numpy(), theta, rtol=1e-9, atol=1e-12)
+
+
 def test_adamw_matches_its_equations(device):
     p = param(THETA0, device)
     opt = AdamW([p], weight_decay=0.3, **ADAM_HP)
@@ -168,7 +221,9 @@ def test_adam_and_adamw_differ_exactly_by_decoupled_decay(device):
     lambda ps: Adam(ps, lr=np.float64(0.01), betas=(np.float64(0.9), 0.99),
                     weight_decay=np.float64(0.1)),
     lambda ps: AdamW(ps, lr=0.01, eps=np.float64(1e-6)),
-], ids=["sgd", "sgd_nesterov", "adam_l2", "adamw"])
+    lambda ps: RMSprop(ps, lr=np.float64(0.01), alpha=np.float64(0.9), eps=np.float64(1e-6),
+                       weight_decay=np.float64(0.1)),
+], ids=["sgd", "sgd_nesterov", "adam_l2", "adamw", "rmsprop"])
 def test_float32_parameters_and_state_stay_float32(device, make):
     # Hyperparameters given as NumPy float64 scalars must not promote the arrays.
     p = param(THETA0, device, dtype=np.float32)
@@ -190,7 +245,8 @@ def test_float32_parameters_and_state_stay_float32(device, make):
     lambda ps: SGD(ps, lr=0.1, momentum=0.9, nesterov=True),
     lambda ps: Adam(ps, lr=0.1, weight_decay=0.1),
     lambda ps: AdamW(ps, lr=0.1),
-], ids=["sgd", "sgd_nesterov", "adam", "adamw"])
+    lambda ps: RMSprop(ps, lr=0.1, weight_decay=0.1),
+], ids=["sgd", "sgd_nesterov", "adam", "adamw", "rmsprop"])
 def test_gradients_are_never_written_to(device, make):
     xp = tg.get_array_module(param([0.0], device))
     a, b = param(THETA0, device), param(THETA0, device)
@@ -213,8 +269,9 @@ def test_gradients_are_never_written_to(device, make):
     lambda ps: SGD(ps, lr=np.float64(0.1), momentum=np.float64(0.9)),
     lambda ps: Adam(ps, lr=np.float64(0.1), betas=(np.float64(0.9), np.float64(0.99))),
     lambda ps: AdamW(ps, lr=np.float64(0.1), weight_decay=np.float64(0.1)),
+    lambda ps: RMSprop(ps, lr=np.float64(0.1), alpha=np.float64(0.9)),
     lambda ps: EMA(ps, decay=np.float64(0.9)),
-], ids=["sgd", "adam", "adamw", "ema"])
+], ids=["sgd", "adam", "adamw", "rmsprop", "ema"])
 def test_a_step_allocates_at_most_one_float32_scratch_array(make):
     # Measured with tracemalloc, which sees NumPy's buffers: a float64 temporary (8 bytes
     # per element) or a second full-size temporary would exceed the bound.
@@ -238,7 +295,8 @@ def test_a_step_allocates_at_most_one_float32_scratch_array(make):
 def test_parameters_without_gradient_are_skipped(device):
     used, unused = param(THETA0, device), param(THETA0, device)
     for opt in (SGD([used, unused], lr=0.1, momentum=0.9, weight_decay=0.5),
-                AdamW([used, unused], lr=0.1, weight_decay=0.5)):
+                AdamW([used, unused], lr=0.1, weight_decay=0.5),
+                RMSprop([used, unused], lr=0.1, weight_decay=0.5)):
         set_grad(used, GRADS[0])
         opt.step()
         np.testing.assert_array_equal(unused.numpy(), THETA0)   # not even decayed
@@ -307,6 +365,7 @@ OPTIMIZERS = {
     "sgd_dampening": lambda groups: SGD(groups, lr=0.1, momentum=0.5, dampening=0.5),
     "adam": lambda groups: Adam(groups, lr=0.05, weight_decay=0.1),
     "adamw": lambda groups: AdamW(groups, lr=0.05, betas=(0.5, 0.9)),
+    "rmsprop": lambda groups: RMSprop(groups, lr=0.05, alpha=0.9, weight_decay=0.01),
 }
 
 
@@ -360,6 +419,17 @@ def test_state_dict_resumes_exactly(device, name):
             np.testing.assert_array_equal(host(saved["state"][i][key]),
                                           host(value))
     assert saved["param_groups"][0]["params"] == [0] and saved["param_groups"][1]["params"] == [1]
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_a_step_is_seen_by_graphs_that_saved_the_parameters(name):
+    # A step writes the weights in place; a graph recorded before it (here a * a, which
+    # saved a) would differentiate through the new values, and must refuse instead.
+    params, groups = two_groups("cpu")
+    loss = (params[0] * params[0]).sum() + (params[1] * params[1]).sum()
+    steps(OPTIMIZERS[name](groups), params, [0])
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        loss.backward()
 
 
 def test_state_dict_layout_and_hyperparameters_are_restored():
@@ -425,6 +495,10 @@ def test_state_dict_mismatches_are_refused():
         sgd.load_state_dict(sd)
     with pytest.raises(ValueError, match="'state' and 'param_groups'"):
         sgd.load_state_dict({"state": {}})
+
+    rms_params, rms_groups = two_groups("cpu")
+    with pytest.raises(ValueError, match="unexpected state 'step'"):
+        RMSprop(rms_groups).load_state_dict(sd)
 
 
 # --------------------------------------------------------------------------- clipping
@@ -762,6 +836,18 @@ def case(id, make, error, match):
     case("adam_negative_eps", lambda: Adam([_p()], eps=-1e-8), ValueError, "eps"),
     case("adamw_negative_decay", lambda: AdamW([_p()], weight_decay=-0.01), ValueError,
          "weight_decay"),
+    case("rmsprop_negative_lr", lambda: RMSprop([_p()], lr=-0.1), ValueError,
+         "lr must be >= 0"),
+    case("rmsprop_nan_lr", lambda: RMSprop([_p()], lr=float("nan")), ValueError, "lr"),
+    case("rmsprop_alpha_one", lambda: RMSprop([_p()], alpha=1.0), ValueError,
+         r"alpha must be in \[0.0, 1.0\)"),
+    case("rmsprop_negative_alpha", lambda: RMSprop([_p()], alpha=-0.1), ValueError, "alpha"),
+    case("rmsprop_negative_eps", lambda: RMSprop([_p()], eps=-1e-8), ValueError, "eps"),
+    case("rmsprop_negative_decay", lambda: RMSprop([_p()], weight_decay=-0.01), ValueError,
+         "weight_decay"),
+    case("rmsprop_alpha_none", lambda: RMSprop([_p()], alpha=None), TypeError,
+         "alpha must be a number"),
+    case("rmsprop_empty", lambda: RMSprop([], lr=0.1), ValueError, "empty parameter list"),
     case("group_negative_lr", lambda: Adam([{"params": [_p()], "lr": -1.0}], lr=0.1),
          ValueError, "lr"),
     case("sgd_empty", lambda: SGD([], lr=0.1), ValueError, "empty parameter list"),

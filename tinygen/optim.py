@@ -25,6 +25,13 @@ Adam (Kingma & Ba, 2015) with beta1, beta2, eps; m_0 = v_0 = 0:
     hat v_t  = v_t / (1 - beta2^t)                            pulls early averages to zero)
     theta_t  = theta_{t-1} - lr hat m_t / (sqrt(hat v_t) + eps)
 
+RMSprop (Hinton's lecture 6e; PyTorch's form, without momentum or centring), alpha, eps;
+v_0 = 0:
+
+    g_t     <- g_t + lambda theta_{t-1}
+    v_t      = alpha v_{t-1} + (1 - alpha) g_t^2             ("square_avg")
+    theta_t  = theta_{t-1} - lr g_t / (sqrt(v_t) + eps)
+
 Adam's L2 term passes through the 1/sqrt(hat v_t) scaling, so weights with large
 gradients are decayed less; AdamW (Loshchilov & Hutter, 2019) shrinks every weight by
 the same factor (1 - lr lambda), and m_t, v_t see the loss gradient alone.
@@ -65,7 +72,7 @@ import numpy as np
 from . import backend, parallel
 from .autograd import Tensor, enable_grad, mark_modified
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm_", "LRScheduler",
+__all__ = ["Optimizer", "SGD", "RMSprop", "Adam", "AdamW", "clip_grad_norm_", "LRScheduler",
            "LambdaLR", "LinearWarmup", "CosineAnnealingLR", "warmup_cosine", "EMA"]
 
 
@@ -360,6 +367,57 @@ class SGD(Optimizer):
                         d = b                  # d_t = b_t
                 theta -= lr * d                # theta_t = theta_{t-1} - lr d_t
                 mark_modified(p)               # graphs that saved theta now refuse backward
+        return loss
+
+
+# --------------------------------------------------------------------------- RMSprop
+
+class RMSprop(Optimizer):
+    """RMSprop: each step divided by a running root mean square of the gradients.
+
+    ``RMSprop(params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0)`` follows
+    torch.optim.RMSprop without momentum or centring (see the module docstring for the
+    equations); WGAN trains its critic and generator with it (Arjovsky et al. 2017).
+    State per parameter: "square_avg" v_t (shape of the parameter).
+    """
+
+    _state_names = ("square_avg",)
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0):
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay))
+
+    def _check_hyperparameters(self, group):
+        _check_number("RMSprop", "lr", group["lr"], low=0.0)
+        _check_number("RMSprop", "alpha", group["alpha"], low=0.0, high=1.0, high_open=True)
+        _check_number("RMSprop", "eps", group["eps"], low=0.0)
+        _check_number("RMSprop", "weight_decay", group["weight_decay"], low=0.0)
+
+    def step(self, closure=None):
+        """One RMSprop update of every parameter with a gradient."""
+        loss = _call_closure(closure)
+        for group in self.param_groups:
+            lr, alpha = float(group["lr"]), float(group["alpha"])
+            eps, wd = float(group["eps"]), float(group["weight_decay"])
+            for p, g in self._params_with_grads(group):
+                theta = p.data
+                xp = backend.get_array_module(theta)
+                if wd != 0:
+                    g = g + wd * theta                    # a new array: p.grad stays as it is
+                state = self.state[p]
+                if not state:
+                    state["square_avg"] = xp.zeros_like(theta)
+                v = state["square_avg"]
+                # one scratch array of the parameter's size, as in _adam_update
+                buf = xp.multiply(g, g)
+                buf *= 1.0 - alpha
+                v *= alpha
+                v += buf                     # v_t = alpha v_{t-1} + (1 - alpha) g_t^2
+                xp.sqrt(v, out=buf)
+                buf += eps
+                xp.divide(g, buf, out=buf)
+                buf *= lr
+                theta -= buf                 # theta_t = theta_{t-1} - lr g_t / (sqrt(v_t) + eps)
+                mark_modified(p)
         return loss
 
 
