@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 
 from .. import data, optim
+from ..random import manual_seed
 from ..train import NonFiniteError
 
 # The names every evaluation speaks, so that families can be compared in one table.
@@ -128,6 +129,8 @@ class Experiment:
         self.schedulers: dict = {}
         self.train_seconds = 0.0
         self._splits: dict = {}
+        # the initial weights follow --seed (fit seeds again before the first batch)
+        manual_seed(self.config.get("seed", 0))
         try:
             model = self.build_model()
         except ValueError as e:  # a model's constructor refusing a combination of settings
