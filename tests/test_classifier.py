@@ -6,10 +6,8 @@ import pytest
 
 import tinygen as tg
 from tinygen import data
-from tinygen.experiments.classifier import ClassifierExperiment as Classifier
 from tinygen.experiments.classifier import class_accuracy, fid, images_to_input
 from tinygen.models.classifier import LeNet
-from tinygen.train import fit
 
 needs_mnist = pytest.mark.skipif(not os.environ.get("TINYGEN_DATA"),
                                  reason="needs MNIST: set TINYGEN_DATA to the data folder")
@@ -38,24 +36,6 @@ def test_images_to_input_accepts_the_usual_forms():
     assert images_to_input(tg.rand(2, 28, 28)).shape == (2, 1, 28, 28)
     with pytest.raises(ValueError, match="28x28"):
         images_to_input(np.zeros((2, 3, 32, 32), np.float32))
-
-
-class SmallClassifier(Classifier):
-    """The classifier trained on the first 4000 training images only (fast)."""
-
-    def train_loader(self):
-        images, labels = data.load_mnist("train")
-        return data.DataLoader(images_to_input(images[:4000]), labels[:4000],
-                               batch_size=64, shuffle=True, seed=0)
-
-
-@pytest.fixture(scope="module")
-def small_classifier(tmp_path_factory):
-    config = {**Classifier.defaults, "model": "classifier", "dataset": "mnist",
-              "device": "cpu", "seed": 0}
-    clf = SmallClassifier(config)
-    fit(clf, str(tmp_path_factory.mktemp("clf")), steps=150, progress=False)
-    return clf
 
 
 @needs_mnist

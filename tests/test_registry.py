@@ -30,5 +30,6 @@ def test_listing_the_models_imports_none_of_them():
 
 
 def test_an_unknown_name_lists_the_known_ones():
-    with pytest.raises(KeyError, match="unknown model 'gan'; known models: ae, classifier"):
-        get_experiment("gan")
+    with pytest.raises(KeyError, match="unknown model 'stylegan'; known models: ae, cgan, "
+                                       "classifier"):
+        get_experiment("stylegan")

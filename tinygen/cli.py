@@ -173,7 +173,8 @@ def _sample(argv) -> int:
     p = argparse.ArgumentParser(
         prog="tinygen sample",
         description="Draw samples from a trained run: an image grid (.png, up to "
-                    f"{MAX_GRID}), or all of them as a float32 array (.npy, any number, "
+                    f"{MAX_GRID}; a scatter plot over the data for 2-D points), or all of "
+                    "them as a float32 array (.npy, any number, "
                     f"written {SAMPLE_BATCH} at a time).")
     p.add_argument("run_dir")
     p.add_argument("--n", type=int, default=64, help="how many samples (default 64)")
@@ -205,9 +206,15 @@ def _sample(argv) -> int:
         _write_samples_npy(experiment, first, batches, args.n, out)
         print(f"wrote {out}: {args.n} samples, float32 {(args.n,) + tuple(first.shape[1:])}")
         return 0
-    from .plot import save_image_grid
-    images = np.concatenate([first] + [experiment.sample(size) for _, size in batches])
-    path = save_image_grid(images, out, nrow=int(np.ceil(np.sqrt(args.n))))
+    from .plot import plot_2d_samples, save_image_grid
+    samples = np.concatenate([first] + [experiment.sample(size) for _, size in batches])
+    if samples.ndim == 2:   # points of a 2-D toy set: a scatter plot over the data
+        data = experiment.images("test")[0][:2000] if getattr(experiment, "toy", False) \
+            else None
+        path = plot_2d_samples(samples, data=data, path=out,
+                               title=f"{args.n} samples of {experiment.name}")
+    else:
+        path = save_image_grid(samples, out, nrow=int(np.ceil(np.sqrt(args.n))))
     print(f"wrote {path}")
     return 0
 

@@ -2,6 +2,9 @@
 
 One D update (real + detached fake, BCE with logits), then one G update
 (non-saturating: -log D(G(z))); Adam(2e-4, betas (0.5, 0.999)) for both.
+
+The tinygen side uses the library's own networks (tinygen.models.gan.dcgan, channels 64);
+the PyTorch side builds the same layers (``_torch_models``), parameter for parameter.
 """
 import numpy as np
 
@@ -13,7 +16,8 @@ def _data(seed=0):
     return rng.uniform(-1, 1, (BATCH, 1, 28, 28)).astype(np.float32)
 
 
-def _models(nn):
+def _torch_models(nn):
+    """The layers of tinygen's DCGANGenerator and DCGANDiscriminator (channels 64)."""
     G = nn.Sequential(
         nn.Linear(ZDIM, 128 * 7 * 7), nn.Unflatten(1, (128, 7, 7)), nn.BatchNorm2d(128),
         nn.ReLU(), nn.ConvTranspose2d(128, 64, 4, 2, 1), nn.BatchNorm2d(64), nn.ReLU(),
@@ -26,15 +30,15 @@ def _models(nn):
 
 def tinygen_step(device="cpu"):
     import tinygen as tg
-    from tinygen import nn
+    from tinygen.models.gan.dcgan import DCGANDiscriminator, DCGANGenerator
     from tinygen.nn import functional as F
     from tinygen.optim import Adam
 
-    G, D = (m.to(device) for m in _models(nn))
+    G, D = DCGANGenerator(ZDIM, 64).to(device), DCGANDiscriminator(64).to(device)
     opt_g = Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
     real = tg.tensor(_data(), device=device)
-    ones, zeros = tg.ones(BATCH, 1, device=device), tg.zeros(BATCH, 1, device=device)
+    ones, zeros = tg.ones(BATCH, device=device), tg.zeros(BATCH, device=device)
 
     def step():
         fake = G(tg.randn(BATCH, ZDIM, device=device))
@@ -55,7 +59,7 @@ def torch_step(device="cpu"):
     from torch import nn
     import torch.nn.functional as F
 
-    G, D = (m.to(device) for m in _models(nn))
+    G, D = (m.to(device) for m in _torch_models(nn))
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
     real = torch.tensor(_data(), device=device)

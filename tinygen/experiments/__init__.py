@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import NamedTuple
 
-from ..data import DATASETS
+from ..data import DATASETS, TOY_DATASETS
 
 
 class Entry(NamedTuple):
@@ -41,6 +41,23 @@ REGISTRY = {
     "vqvae": Entry("tinygen.experiments.vae.vqvae", "VQVAEExperiment", DATASETS,
                    "VQ-VAE: discrete 7x7 codes from a learned codebook (van den Oord et al. "
                    "2017)"),
+    "gan": Entry("tinygen.experiments.gan.gan", "VanillaGANExperiment",
+                 DATASETS + TOY_DATASETS,
+                 "GAN with MLP players (Goodfellow et al. 2014); --generator-loss minimax|"
+                 "non_saturating, --k D steps per G step"),
+    "dcgan": Entry("tinygen.experiments.gan.dcgan", "DCGANExperiment", DATASETS,
+                   "deep convolutional GAN (Radford et al. 2016)"),
+    "cgan": Entry("tinygen.experiments.gan.cgan", "ConditionalGANExperiment", DATASETS,
+                  "conditional DCGAN (Mirza & Osindero 2014): draws a chosen class; "
+                  "--conditioning concat|projection"),
+    "wgan": Entry("tinygen.experiments.gan.wgan", "WGANExperiment", DATASETS + TOY_DATASETS,
+                  "Wasserstein GAN with weight clipping and RMSprop (Arjovsky et al. 2017)"),
+    "wgan-gp": Entry("tinygen.experiments.gan.wgan", "WGANGPExperiment",
+                     DATASETS + TOY_DATASETS,
+                     "Wasserstein GAN with the gradient penalty (Gulrajani et al. 2017)"),
+    "vaegan": Entry("tinygen.experiments.gan.vaegan", "VAEGANExperiment", DATASETS,
+                    "VAE-GAN (Larsen et al. 2016): a VAE whose reconstruction is scored in a "
+                    "GAN discriminator's features; --gamma"),
 }
 
 

@@ -1,0 +1,1 @@
+"""Training recipes of the GAN family (the models are in ``tinygen.models.gan``)."""
