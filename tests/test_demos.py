@@ -25,6 +25,12 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
     # LeNet's steps are the slowest: one batch of 128 (a later --train-images wins).
     ("classifier_mnist.py", ["--train-images", "128", "--test-images", "64"],
      ["predictions.png", "mistakes.png"]),
+    # 300 images are four batches of 64: four steps of D and of G
+    ("dcgan_mnist.py", ["--test-images", "64", "--channels", "16"],
+     ["samples.png", "progress.png", "interpolations.png"]),
+    ("cgan_mnist.py", ["--test-images", "64", "--channels", "16"], ["class_rows.png"]),
+    ("cgan_mnist.py", ["--test-images", "64", "--channels", "16",
+                       "--conditioning", "projection"], ["class_rows.png"]),
 ])
 def test_demo_runs_and_writes_its_pictures(demo, extra, pictures, tmp_path):
     out = tmp_path / "run"
@@ -36,3 +42,38 @@ def test_demo_runs_and_writes_its_pictures(demo, extra, pictures, tmp_path):
     for name in pictures:
         assert (out / name).stat().st_size > 1000, name
         assert (out / name).read_bytes()[:8] == PNG_SIGNATURE, name
+
+
+# The toy GAN demos need no data files: a few dozen steps each, the same pictures.
+@pytest.mark.parametrize("demo, extra, pictures", [
+    ("gan_toy.py", ["--steps", "60", "--eval-n", "1000"], ["samples.png", "progress.png"]),
+    ("gan_toy.py", ["--dataset", "25gaussians", "--generator-loss", "minimax", "--k", "2",
+                    "--steps", "30", "--eval-n", "500"], ["samples.png", "progress.png"]),
+    ("wgan_gp_toy.py", ["--steps", "20", "--eval-n", "1000"], ["samples.png"]),
+    ("gan_problems.py", ["--quick"],
+     ["vanishing_gradients.png", "mode_collapse.png", "dirac_gan.png",
+      "low_dimensional_support.png"]),
+])
+def test_toy_gan_demo_runs_and_writes_its_pictures(demo, extra, pictures, tmp_path):
+    out = tmp_path / "run"
+    result = subprocess.run([sys.executable, os.path.join(DEMOS, demo), "--out", str(out),
+                             *extra], capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "MPLBACKEND": "Agg"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    for name in pictures:
+        assert (out / name).stat().st_size > 1000, name
+        assert (out / name).read_bytes()[:8] == PNG_SIGNATURE, name
+
+
+def test_gan_problems_runs_one_problem_and_rejects_unknown_ones(tmp_path):
+    out = tmp_path / "run"
+    script = os.path.join(DEMOS, "gan_problems.py")
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    result = subprocess.run([sys.executable, script, "dirac", "--quick", "--out", str(out)],
+                            capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(os.listdir(out)) == ["dirac_gan.png"]
+    assert "simultaneous" in result.stdout and "alternating" in result.stdout
+    result = subprocess.run([sys.executable, script, "nonsense", "--out", str(out)],
+                            capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 2 and "unknown problem" in result.stderr
