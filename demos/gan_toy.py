@@ -1,5 +1,7 @@
 """Train the original GAN (Goodfellow et al. 2014) on a 2-D mixture of Gaussians, top to
-bottom (what `tinygen train gan --dataset 8gaussians` does, with the pieces in plain sight).
+bottom: the loop of `tinygen train gan --dataset 8gaussians` in plain sight, with
+settings for toy data (z of size 2, a smaller MLP, lr 1e-3, batch 128; --steps counts G
+updates here, D updates in the command).
 
 Run:  python demos/gan_toy.py [--dataset 8gaussians|25gaussians] [--steps 4000] [--k 1]
           [--generator-loss non_saturating|minimax]   (fewer --steps: a quick trial)

@@ -1,5 +1,7 @@
 """Train a WGAN-GP (Gulrajani et al. 2017) with an MLP critic on the grid of 25 Gaussians,
-top to bottom (what `tinygen train wgan-gp --dataset 25gaussians` does, in plain sight).
+top to bottom: the loop of `tinygen train wgan-gp --dataset 25gaussians` in plain sight,
+with settings for toy data (z of size 2, lambda 1, Adam 5e-4 with betas (0.5, 0.9),
+batch 128; --steps counts G updates here, critic updates in the command).
 
 Run:  python demos/wgan_gp_toy.py [--dataset 25gaussians|8gaussians] [--steps 3000]
           [--n-critic 5] [--gp-weight 1]   (fewer --steps: a quick trial)

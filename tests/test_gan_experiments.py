@@ -101,7 +101,8 @@ def test_every_image_gan_trains_samples_and_draws(name, tmp_path):
     fit(exp, str(tmp_path), steps=2, progress=False)
     images = exp.sample(3)
     assert images.shape == (3, 1, 28, 28) and images.min() >= 0 and images.max() <= 1
-    assert exp.evaluate()["eval_images"] == 20
+    metrics = exp.evaluate()   # without the classifier: no FID, and no images claimed
+    assert "fid_lenet" not in metrics and "eval_images" not in metrics
     pictures = ["samples.png", "progress.png", "interpolations.png"]
     pictures += ["class_rows.png"] if name == "cgan" else []
     for picture in pictures:
@@ -171,3 +172,29 @@ def test_a_small_cgan_draws_the_digit_asked_for_more_often_than_chance(small_cla
     # chance is 0.1, and 0.15 lies 5 standard errors above it for 1000 samples;
     # measured 0.241 after 300 steps (channels 16, batch 32, 3000 images)
     assert accuracy > 0.15, accuracy
+
+
+def test_an_eps_that_would_broadcast_over_features_is_refused():
+    from tinygen import tensor
+    from tinygen.models.gan.wgan import interpolate
+    real, fake = tensor(np.ones((3, 2), np.float32)), tensor(np.zeros((3, 2), np.float32))
+    with pytest.raises(ValueError, match=r"eps must have shape \(3, 1\)"):
+        interpolate(real, fake, tensor(np.full(2, 0.5, np.float32)))
+    assert interpolate(real, fake, tensor(np.full((3, 1), 0.25, np.float32))).numpy()[0, 0] \
+        == 0.25
+
+
+def test_conditional_samples_take_labels_as_a_tensor_or_an_array():
+    from tinygen import tensor
+    from tinygen.models.gan.cgan import ConditionalGenerator
+    G = ConditionalGenerator(latent_dim=4, channels=2)
+    assert G.sample(tensor(np.array([1, 2]))).shape == (2, 1, 28, 28)
+    assert G.sample([3, 4, 5]).shape == (3, 1, 28, 28)
+
+
+def test_progress_keeps_at_most_ten_moments_when_a_run_is_extended(tmp_path):
+    exp = experiment("gan")
+    for total in (50, 60, 70):
+        fit(exp, str(tmp_path), steps=total, progress=False)
+    steps = exp.snapshot_steps()
+    assert len(exp.snapshots) > 10 and len(steps) == 10 and steps[-1] == 70

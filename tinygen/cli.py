@@ -29,20 +29,22 @@ def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _add_model_options(parser, defaults: dict, rules: dict) -> None:
+def _add_model_options(parser, defaults: dict, rules: dict, meanings: dict) -> None:
     for key, value in defaults.items():
+        meaning = f"{meanings[key]}; " if key in meanings else ""
         if key in ("epochs", "steps", "batch_size", "lr"):
             continue  # the common options, added once for every model
         if value is None:
-            parser.add_argument(_option(key), dest=key, default=None)
+            parser.add_argument(_option(key), dest=key, default=None,
+                                help=meaning.rstrip("; ") or None)
         elif isinstance(value, bool):
             parser.add_argument(_option(key), dest=key, action=argparse.BooleanOptionalAction,
-                                default=None)
+                                default=None, help=f"{meaning}default {value}")
         else:
             choices = getattr(rules.get(key), "choices", None)
             allowed = f"one of {', '.join(map(str, choices))}, " if choices else ""
             parser.add_argument(_option(key), dest=key, type=type(value), default=None,
-                                help=f"{allowed}default {value}")
+                                help=f"{meaning}{allowed}default {value}")
 
 
 def _train_parser(model_cls, entry) -> argparse.ArgumentParser:
@@ -69,7 +71,8 @@ def _train_parser(model_cls, entry) -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, default=None,
                    help="steps between checkpoints (default 500)")
     from .experiments.base import COMMON_RULES
-    _add_model_options(p, d, {**COMMON_RULES, **model_cls.rules})
+    _add_model_options(p, d, {**COMMON_RULES, **model_cls.rules},
+                       getattr(model_cls, "help", {}))
     return p
 
 
@@ -245,6 +248,8 @@ def _eval(argv) -> int:
     p = argparse.ArgumentParser(prog="tinygen eval")
     p.add_argument("run_dir")
     p.add_argument("--device", default=None)
+    p.add_argument("--data-root", dest="data_root", default=None,
+                   help="data folder (default: the run's, else $TINYGEN_DATA, else the cache)")
     p.add_argument("--no-classifier", dest="classifier", action="store_false",
                    help="skip the measures that need the LeNet classifier (FID, class "
                         "accuracy), which is trained once (a few minutes) when not cached")
@@ -257,10 +262,15 @@ def _eval(argv) -> int:
     experiment = _load_run(args.run_dir, args.device)
     if not args.classifier:
         experiment.config["eval_fid"] = False
+    if args.data_root is not None:
+        experiment.config["data_root"] = args.data_root
     try:
         metrics = experiment.evaluate()
     except NotImplementedError as e:
         raise UsageError(str(e)) from None
+    if not metrics:
+        print(f"no measure applies to {experiment.name} on {experiment.config['dataset']}"
+              + (" without the classifier" if not args.classifier else ""))
     metrics.update(train_seconds=round(experiment.train_seconds, 3), device=experiment.device)
     path = os.path.join(args.run_dir, "metrics.json")
     write_json(path, metrics)

@@ -110,6 +110,7 @@ class Experiment:
     name: str = ""
     defaults: dict = {}
     rules: dict = {}
+    help: dict = {}     # option -> what it means, for ``tinygen train NAME --help``
 
     step: int = 0
     total_steps: int = 1

@@ -46,6 +46,20 @@ class GANExperiment(Experiment):
     """
 
     conditional = False     # whether G and D read labels (the cGAN)
+    help = {"latent_dim": "size of z", "channels": "conv width c (2c at 7x7)",
+            "hidden": "MLP width h (G: h, 2h; D: 2h, h)",
+            "k": "D updates per G update; a step is one D update",
+            "n_critic": "critic updates per G update; a step is one critic update",
+            "generator_loss": "G's loss: -log D(G(z)) or log(1 - D(G(z)))",
+            "beta1": "Adam's beta_1", "beta2": "Adam's beta_2",
+            "ema_decay": "EMA of G's weights per G update for sampling (0: none)",
+            "clip": "WGAN: critic weights clipped to [-clip, clip]",
+            "gp_weight": "WGAN-GP: lambda of the gradient penalty",
+            "network": "conv or mlp (unset: conv for images, mlp for 2-D points)",
+            "conditioning": "how D reads the label",
+            "gamma": "VAE-GAN: weight of the feature reconstruction in the decoder's loss",
+            "norm": "D's normalisation", "eval_n": "samples tinygen eval measures",
+            "eval_fid": "measure FID and class accuracy with the LeNet classifier"}
 
     # ---- the two players
     def build_model(self):
@@ -216,6 +230,15 @@ class GANExperiment(Experiment):
             self.snapshots[step] = (self._sample_raw(*self.fixed_noise()) + 1) / 2
         self.G.train()
 
+    def snapshot_steps(self):
+        """The steps of at most SNAPSHOTS snapshots, evenly spread, the last included (a
+        run extended to a new total has taken them at two spacings)."""
+        steps = sorted(self.snapshots)
+        if len(steps) <= SNAPSHOTS:
+            return steps
+        picks = np.linspace(0, len(steps) - 1, SNAPSHOTS).round().astype(int)
+        return [steps[i] for i in picks]
+
     # ---- evaluation
     @no_grad()
     def evaluate(self):
@@ -223,18 +246,20 @@ class GANExperiment(Experiment):
         (``metrics.mode_coverage``: within 3 standard deviations of a mode). Images:
         fid_lenet of eval_n (10,000) samples, unless eval_fid is off."""
         n = self.config.get("eval_n", 10000)
+        metrics = {}   # empty where no measure applies (another toy set; no classifier)
         if self.toy:
-            samples = np.concatenate([self.sample(min(1000, n - i)) for i in range(0, n, 1000)])
-            metrics = {"eval_images": n}
             if self.config["dataset"] in ("8gaussians", "25gaussians"):
                 from ...metrics import mode_coverage
+                samples = np.concatenate([self.sample(min(1000, n - i))
+                                          for i in range(0, n, 1000)])
                 centers, std = data.toy_modes(self.config["dataset"])
                 cover = mode_coverage(samples, centers, std)
                 metrics.update(modes_covered=int(cover["modes_covered"]),
-                               high_quality_fraction=float(cover["high_quality_fraction"]))
+                               high_quality_fraction=float(cover["high_quality_fraction"]),
+                               eval_images=n)
             return metrics
-        metrics = {"eval_images": n}
         if self.config.get("eval_fid", True):
+            metrics["eval_images"] = n
             from ..classifier import fid
             samples = np.concatenate([self.sample(min(1000, n - i)) for i in range(0, n, 1000)])
             metrics["fid_lenet"] = fid(samples, self.config["dataset"], device=self.device,
@@ -250,7 +275,7 @@ class GANExperiment(Experiment):
         from ...plot import save_image_grid
         save_image_grid(self.sample(64), os.path.join(run_dir, "samples.png"), nrow=8)
         if self.snapshots:
-            steps = sorted(self.snapshots)
+            steps = self.snapshot_steps()
             save_image_grid(np.concatenate([self.snapshots[s] for s in steps]),
                             os.path.join(run_dir, "progress.png"), nrow=FIXED_Z,
                             labels=[str(s) for s in steps])
@@ -289,7 +314,7 @@ class GANExperiment(Experiment):
         ax.legend(loc="upper right", markerscale=3, fontsize=8)
         save_figure(fig, os.path.join(run_dir, "samples.png"))
         if self.snapshots:
-            steps = sorted(self.snapshots)
+            steps = self.snapshot_steps()
             fig = new_figure((2.2 * len(steps), 2.4), layout="constrained")
             for i, st in enumerate(steps):
                 ax = fig.add_subplot(1, len(steps), i + 1)

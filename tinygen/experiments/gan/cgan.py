@@ -1,8 +1,10 @@
 """Training a conditional GAN (Mirza & Osindero 2014) on MNIST or Fashion-MNIST with its
 labels; the networks are ``tinygen.models.gan.cgan`` (DCGAN's, reading the label).
 
-Defaults: DCGAN's (``dcgan.py``), with conditioning "concat" (the label as input planes
-of D and appended to z in G, as in the paper) or "projection" (Miyato & Koyama 2018).
+Defaults: DCGAN's (``dcgan.py``), with conditioning "concat" (the one-hot label appended
+to z in G and given to D as extra input planes: Mirza & Osindero fed y into both
+players' MLPs; planes are the usual convolutional form of that) or "projection" (Miyato
+& Koyama 2018).
 G's samples are drawn for labels uniform over the 10 classes.
 
 Evaluation: class_accuracy, how often the cached LeNet sees the requested digit in 10,000
@@ -39,16 +41,18 @@ class ConditionalGANExperiment(DCGANExperiment):
         """fid_lenet and class_accuracy of eval_n samples, the classes in turn (nothing
         without the classifier: eval_fid off)."""
         n = self.config.get("eval_n", 10000)
-        metrics = {"eval_images": n}
+        metrics = {}
         if self.config.get("eval_fid", True):
+            metrics["eval_images"] = n
             from ..classifier import class_accuracy, fid, trained_classifier
-            clf = trained_classifier(self.config["dataset"], self.device,
-                                     self.config.get("data_root"))
+            root = self.config.get("data_root")
+            clf = trained_classifier(self.config["dataset"], self.device, root)
             y = np.arange(n) % 10
             samples = np.concatenate([self.sample(len(y[i:i + 1000]), y[i:i + 1000])
                                       for i in range(0, n, 1000)])
             metrics["class_accuracy"] = class_accuracy(samples, y, classifier=clf)
-            metrics["fid_lenet"] = fid(samples, self.config["dataset"], classifier=clf)
+            metrics["fid_lenet"] = fid(samples, self.config["dataset"], classifier=clf,
+                                       device=self.device, data_root=root)
         return metrics
 
     @no_grad()

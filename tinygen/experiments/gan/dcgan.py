@@ -5,8 +5,9 @@ Defaults and where they come from:
     channels 64, latent_dim 100     G: z -> 128x7x7 -> 64x14x14 -> 1x28x28; D the mirror
                                     (Radford et al.'s guidelines at 28x28; the widths
                                     are tinygen's choice, the benchmark's shape)
-    Adam(2e-4, betas (0.5, 0.999)), batch 64, weights N(0, 0.02)
+    Adam(2e-4, betas (0.5, 0.999)), weights N(0, 0.02)
                                     Radford et al., section 4
+    batch 64                        tinygen's choice (Radford et al. used 128)
     k 1, generator_loss non_saturating
                                     as in the paper's code
     epochs 5                        about 4,700 steps, 11 minutes on 2 cores

@@ -12,8 +12,8 @@ Defaults and where they come from:
     latent_dim 100, hidden 256      G: z -> 256 -> 512 -> x, D: x -> 512 -> 256 -> 1,
                                     LeakyReLU(0.2) (tinygen's choice; the paper used
                                     maxout and dropout in D)
-    Adam(2e-4, betas (0.5, 0.999)), batch 64
-                                    Radford et al.'s settings, which suit MLP GANs too
+    Adam(2e-4, betas (0.5, 0.999))  Radford et al.'s settings, which suit MLP GANs too
+    batch 64                        tinygen's choice (Radford et al. used 128)
     epochs 20                       on MNIST about 19,000 steps (9 minutes on 2 cores);
                                     on a toy set of 100,000 points about 31,000
 """

@@ -123,7 +123,7 @@ class VAEGANExperiment(GANExperiment):
                 "d_loss": objs["D"].item(), "g_gan": (objs["G"] - self.config["gamma"]
                                                       * losses["llike"].mean()).item(),
                 "d_real": sig["l_x"], "d_recon": sig["l_tilde"], "d_sample": sig["l_p"],
-                "recon_mse": (((losses["x_tilde"] - x) ** 2).mean() / 4).item()}
+                "train_recon_mse": (((losses["x_tilde"] - x) ** 2).mean() / 4).item()}
 
     # ---- reconstructions
     @no_grad()

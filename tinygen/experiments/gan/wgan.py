@@ -107,8 +107,8 @@ class WGANGPExperiment(WGANExperiment):
     def discriminator_objective(self, x, fake, y, y_fake):
         real, fake_scores = self.D(x), self.D(fake)
         penalty = gradient_penalty(self.D, x, fake, self.config["gp_weight"])
-        loss = critic_loss(real, fake_scores) + penalty
-        return loss, {"critic_loss": loss.item(), "gp": penalty.item(),
+        loss = critic_loss(real, fake_scores)
+        return loss + penalty, {"critic_loss": loss.item(), "gp": penalty.item(),
                       "w_estimate": wasserstein_estimate(real, fake_scores).item()}
 
     def after_discriminator_step(self):

@@ -16,10 +16,13 @@ generator as additional input layer"):
 - G reads [z, onehot(y)], the noise with the one-hot label appended;
 - D, "concat": reads the image with K extra input channels, channel y filled with ones
   and the others with zeros, so every filter of the first layer sees the label;
-- D, "projection" (Miyato & Koyama, eq. 3): the logit is
+- D, "projection" (Miyato & Koyama, section 3): the logit is
   psi(phi(x)) + embed(y) . phi(x), the unconditional logit plus the inner product of the
-  image's features phi(x) with a learned embedding of its label. It follows from a
-  log-linear model of p(y | x): the logit of D* is log q(y|x)/p(y|x) + log q(x)/p(x).
+  image's features phi(x) with a learned embedding of its label. The optimal logit is
+  log p_data(x, y) / p_g(x, y) = log p_data(y|x) / p_g(y|x) + log p_data(x) / p_g(x);
+  when both conditionals are log-linear (softmax) in phi(x), the first term is linear in
+  phi(x) for each y: the projection. (Miyato & Koyama also used spectral normalisation;
+  here D keeps DCGAN's batch normalisation.)
 
 The networks are DCGAN's (``dcgan.py``).
 
@@ -72,8 +75,8 @@ class ConditionalGenerator(nn.Module):
 
     def sample(self, y):
         """One sample G(z | y_i), z ~ N(0, I), for each label of y (m,)."""
-        y = np.asarray(y)
-        return self(sample_noise(len(y), self.latent_dim, _device(self)), y)
+        return self(sample_noise(y.shape[0] if hasattr(y, "shape") else len(y),
+                                 self.latent_dim, _device(self)), y)
 
 
 class ConditionalDiscriminator(nn.Module):

@@ -60,7 +60,7 @@ def _norm(kind: str, channels: int) -> nn.Module:
 
 
 class DCGANGenerator(nn.Module):
-    """G: z (m, in_features) -> images (m, 1, 28, 28) in [-1, 1].
+    """G: z (m, latent_dim + extra_features) -> images (m, 1, 28, 28) in [-1, 1].
 
     Args:
         latent_dim: the size of z.

@@ -145,7 +145,7 @@ class Generator(nn.Module):
     layers; a tanh output for pixels in [-1, 1] (``output="tanh"``) or a linear one for
     points in R^D (``output="linear"``, the 2-D toy sets).
 
-    Raises ValueError for sizes below 1 or an unknown output.
+    Raises ValueError for an unknown output.
     """
 
     def __init__(self, latent_dim: int, data_shape, hidden=(256, 512), output: str = "tanh"):

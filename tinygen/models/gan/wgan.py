@@ -30,8 +30,8 @@ Keeping f Lipschitz, two ways:
       x_hat = eps x + (1 - eps) G(z),   eps ~ U[0, 1],                                   (2)
 
   with lambda = 10, one eps per sample (the same for all its pixels: x_hat lies on the
-  line between one real and one generated image), Adam(1e-4, betas (0, 0.9)) and no
-  batch normalisation in the critic (Gulrajani et al., Algorithm 1). The penalty's
+  line between one real and one generated image) and Adam(1e-4, betas (0, 0.9))
+  (Gulrajani et al., Algorithm 1), and no batch normalisation in the critic (section 4). The penalty's
   gradient with respect to w differentiates grad_x f: a second-order derivative, which
   the engine records with ``create_graph=True``.
 
@@ -54,7 +54,8 @@ from ...autograd import mark_modified
 
 def wasserstein_estimate(real_scores, fake_scores):
     """E[f(x)] - E[f(G(z))], the critic's estimate of W(p_data, p_g), eq. (1), in the
-    data's units (e.g. pixels in [-1, 1] summed over a Euclidean norm)."""
+    units of the Euclidean distance between two samples (for images: between two
+    vectors of pixels in [-1, 1]), times the critic's Lipschitz constant."""
     return real_scores.mean() - fake_scores.mean()
 
 
@@ -83,8 +84,12 @@ def clip_weights_(critic, c: float = 0.01) -> None:
 def interpolate(real, fake, eps=None):
     """x_hat = eps x + (1 - eps) G(z), eq. (2), with one eps ~ U[0, 1] per sample, shared
     by all its features: ``eps`` has shape (m, 1, ..., 1) (drawn when not given)."""
+    shape = (real.shape[0],) + (1,) * (real.ndim - 1)
     if eps is None:
-        eps = rand(real.shape[0], *([1] * (real.ndim - 1)), device=real.device)
+        eps = rand(*shape, device=real.device)
+    elif tuple(eps.shape) != shape:   # else it would broadcast over features: one per pixel
+        raise ValueError(f"interpolate: eps must have shape {shape}, one weight per sample; "
+                         f"got {tuple(eps.shape)}")
     return eps * real + (1 - eps) * fake
 
 
