@@ -134,28 +134,27 @@ def vanishing_gradients(path):
             g_ns = grad_norm(generator_loss(D(G(z_fixed)), "non_saturating"), G)
         return g_mm, g_ns, float(logits.sigmoid().numpy().mean())
 
+    def d_step():
+        """One update of D on a batch of data and a batch of G's samples, G frozen."""
+        with frozen(G):
+            fake = G.sample(128)
+        loss = discriminator_loss(D(batch_of(x_data, 128, rng)), D(fake))
+        opt_d.zero_grad()
+        loss.backward()
+        opt_d.step()
+
     log = []   # (step, |grad| minimax, |grad| non-saturating, mean D(G(z)))
     every = max(1, steps // 40)
     # Phase 1: D alone, G frozen at its initialisation: D learns to reject G's samples.
     for step in tqdm(range(steps), desc="1. D trained alone"):
         if step % every == 0:
             log.append((step, *measure()))
-        with frozen(G):
-            fake = G.sample(128)
-        loss = discriminator_loss(D(batch_of(x_data, 128, rng)), D(fake))
-        opt_d.zero_grad()
-        loss.backward()
-        opt_d.step()
+        d_step()
     # Phase 2: the ordinary game, k = 1, G on the non-saturating loss.
     for step in tqdm(range(steps, 2 * steps + 1), desc="1. alternating training"):
         if step % every == 0:
             log.append((step, *measure()))
-        with frozen(G):
-            fake = G.sample(128)
-        loss = discriminator_loss(D(batch_of(x_data, 128, rng)), D(fake))
-        opt_d.zero_grad()
-        loss.backward()
-        opt_d.step()
+        d_step()
         with frozen(D):
             g_loss = generator_loss(D(G.sample(128)), "non_saturating")
             opt_g.zero_grad()

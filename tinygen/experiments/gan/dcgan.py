@@ -22,10 +22,9 @@ class DCGANExperiment(VanillaGANExperiment):
     """Train a DCGAN (images in [-1, 1])."""
 
     name = "dcgan"
-    defaults = {"latent_dim": 100, "channels": 64, "k": 1,
-                "generator_loss": "non_saturating", "batch_size": 64, "lr": 2e-4,
-                "beta1": 0.5, "beta2": 0.999, "lr_schedule": "constant", "ema_decay": 0.0,
-                "epochs": 5, "eval_n": 10000, "eval_fid": True}
+    # the GAN's settings, with a convolution width instead of an MLP width
+    defaults = {**{k: v for k, v in VanillaGANExperiment.defaults.items() if k != "hidden"},
+                "channels": 64, "epochs": 5}
     blas_threads = None   # convolutions: large products, both cores
 
     def build_players(self):
