@@ -50,8 +50,11 @@ def _add_model_options(parser, defaults: dict, rules: dict, meanings: dict) -> N
 def _train_parser(model_cls, entry) -> argparse.ArgumentParser:
     datasets = entry.datasets
     d = model_cls.defaults
+    toy = getattr(model_cls, "toy_defaults", {})
+    epilog = ("on the 2-D toy sets the defaults differ: " + ", ".join(
+        f"{_option(k)} {v}" for k, v in toy.items())) if toy else None
     p = argparse.ArgumentParser(prog=f"tinygen train {model_cls.name}",
-                                description=entry.description)
+                                description=entry.description, epilog=epilog)
     # Defaults are None here and filled in later, so that what was given is known (a
     # resumed run refuses given settings that differ from its own).
     p.add_argument("--dataset", default=None,
@@ -113,7 +116,7 @@ def _train(argv) -> int:
     except (RuntimeError, ValueError) as e:
         raise UsageError(str(e)) from None
     out = args.out or os.path.join("runs", f"{name}-{dataset}")
-    config = {**cls.defaults, "model": name, "dataset": dataset, "seed": 0,
+    config = {**cls.defaults_for(dataset), "model": name, "dataset": dataset, "seed": 0,
               "checkpoint_every": 500, **given, "device": device}
     if os.path.isfile(os.path.join(out, CHECKPOINT)):
         saved = read_config(out)

@@ -58,6 +58,10 @@ REGISTRY = {
     "vaegan": Entry("tinygen.experiments.gan.vaegan", "VAEGANExperiment", DATASETS,
                     "VAE-GAN (Larsen et al. 2016): a VAE whose reconstruction is scored in a "
                     "GAN discriminator's features; --gamma"),
+    "ddpm": Entry("tinygen.experiments.diffusion.ddpm", "DDPMExperiment",
+                  DATASETS + TOY_DATASETS,
+                  "denoising diffusion (Ho et al. 2020), sampled by DDIM (--sampler "
+                  "ddim|ancestral, --sample-steps S)"),
 }
 
 

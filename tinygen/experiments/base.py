@@ -32,16 +32,20 @@ METRICS = {
     "nll_nats": "test negative log-likelihood per image, nats",
     "nll_estimator": 'how nll_nats was obtained: "iwae_k5000", "exact", "elbo", '
                      '"variational_bound"',
+    "nll_standard_error": "the standard error of nll_nats over the test images used",
+    "nll_images": "how many test images nll_nats averages (when fewer than eval_images)",
     "bits_per_dim": "nll_nats / (D log 2), bits per pixel",
     "data_variant": '"dynamic_binarized", "static_binarized", "dequantized_8bit", '
-                    '"continuous"',
+                    '"discrete_8bit" (the 256 levels themselves), "continuous"',
     "elbo_nats": "the test ELBO per image, nats (a lower bound on log p(x))",
     "fid_lenet": "Frechet distance of LeNet features, 10,000 samples against the test set",
     "class_accuracy": "fraction of class-conditional samples classified as their class",
     "modes_covered": "how many of a toy mixture's modes the samples cover",
     "high_quality_fraction": "fraction of samples near a mode of a toy mixture",
     "recon_mse": "test reconstruction error, mean squared error per pixel",
-    "eval_images": "how many test images the metrics used",
+    "eval_images": "how many test images (or samples) the metrics used",
+    "sampler": 'how the samples were drawn, e.g. "DDIM-50", "ancestral-1000"',
+    "sampling_seconds_per_1000": "wall-clock seconds to draw 1,000 samples",
     "train_seconds": "wall-clock seconds of training, over every resumed part",
     "device": '"cpu" or "cuda"',
 }
@@ -93,6 +97,7 @@ class Experiment:
         rules: option -> a rule (``positive``, ``non_negative``, ``fraction``,
             ``one_of(...)``) checked before any work; numbers without one must be
             positive.
+        toy_defaults: the defaults that differ on the 2-D toy sets.
 
     The base reads the settings ``batch_size``, ``lr``, ``lr_schedule`` ("constant" or
     "cosine"), ``ema_decay`` (0: no EMA), ``seed``, ``device``, ``dataset`` and
@@ -111,6 +116,7 @@ class Experiment:
     defaults: dict = {}
     rules: dict = {}
     help: dict = {}     # option -> what it means, for ``tinygen train NAME --help``
+    toy_defaults: dict = {}   # defaults that differ on the 2-D toy sets (``defaults_for``)
 
     step: int = 0
     total_steps: int = 1
@@ -123,8 +129,16 @@ class Experiment:
     # against 93-127; alone, about 120-135 either way.
     blas_threads: int | None = None
 
+    @classmethod
+    def defaults_for(cls, dataset) -> dict:
+        """The defaults for ``dataset``: ``defaults``, with ``toy_defaults`` over them on
+        a 2-D toy set (points want other batch sizes, rates and budgets than images)."""
+        if dataset in data.TOY_DATASETS:
+            return {**cls.defaults, **cls.toy_defaults}
+        return dict(cls.defaults)
+
     def __init__(self, config: dict):
-        self.config = {**self.defaults, **config}
+        self.config = {**self.defaults_for(config.get("dataset")), **config}
         self.check_config()
         self.device = self.config.get("device", "cpu")
         self.schedulers: dict = {}

@@ -1,0 +1,151 @@
+"""The DDPM recipe end to end: the data's range, training, sampling, the bound's
+evaluation, pictures, the command, and two small learning tests. (The math is in
+test_diffusion.py.)"""
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+import tinygen as tg
+from tinygen.cli import main
+from tinygen.data import toy_modes
+from tinygen.experiments import REGISTRY, get_experiment
+from tinygen.experiments.base import ConfigError
+from tinygen.metrics import mode_coverage
+from tinygen.train import fit, read_config
+
+needs_mnist = pytest.mark.skipif(not os.environ.get("TINYGEN_DATA"),
+                                 reason="needs MNIST: set TINYGEN_DATA to the data folder")
+
+
+def experiment(dataset="8gaussians", **config):
+    cls = get_experiment("ddpm")
+    return cls({**cls.defaults_for(dataset), "model": "ddpm", "dataset": dataset,
+                "seed": 0, "device": "cpu", **config})
+
+
+def test_registered_for_images_and_toy_sets():
+    assert "ddpm" in REGISTRY
+    assert {"mnist", "fashion-mnist", "8gaussians", "25gaussians"} <= set(
+        REGISTRY["ddpm"].datasets)
+
+
+def test_toy_sets_take_their_own_defaults():
+    toy, images = experiment("8gaussians"), get_experiment("ddpm").defaults_for("mnist")
+    assert toy.config["batch_size"] == 256 and toy.config["lr"] == 1e-3
+    assert images["batch_size"] == 64 and images["lr"] == 2e-4
+    assert experiment("8gaussians", lr=5e-4).config["lr"] == 5e-4   # given wins
+
+
+def test_options_are_checked_before_any_work():
+    with pytest.raises(ConfigError, match="--schedule 'quadratic'"):
+        experiment(schedule="quadratic")
+    with pytest.raises(ConfigError, match="--sampler 'euler'"):
+        experiment(sampler="euler")
+    with pytest.raises(ConfigError, match="--sample-steps 60: must be at most --timesteps"):
+        experiment(timesteps=50, sample_steps=60)
+
+
+@needs_mnist
+def test_images_enter_the_model_in_minus_one_to_one_and_leave_in_zero_to_one(tmp_path):
+    exp = experiment("mnist", channels=8, batch_size=8, timesteps=20, sample_steps=5)
+    seen = []
+    forward = exp.model.forward
+
+    def spy(x, t, y=None):
+        seen.append((float(x.numpy().min()), float(x.numpy().max()), np.asarray(t).copy()))
+        return forward(x, t, y)
+    exp.model.forward = spy
+    x_0 = exp.images("train")[0]
+    assert x_0.min() == -1 and x_0.max() == 1
+    exp.training_step(tg.tensor(x_0[:8]))
+    images = exp.sample(3)
+    assert images.shape == (3, 1, 28, 28) and images.min() >= 0 and images.max() <= 1
+    # training saw x_t (noised images in [-1, 1]); sampling visited DDIM's 5 steps
+    assert [int(s[2][0]) for s in seen[1:]] == [20, 16, 12, 8, 4]
+
+
+@needs_mnist
+def test_evaluation_reports_the_bound_in_bits_per_dim(tmp_path):
+    exp = experiment("mnist", channels=8, batch_size=8, timesteps=10, sample_steps=5,
+                     eval_nll_n=3, eval_fid=False)
+    fit(exp, str(tmp_path), steps=2, progress=False)
+    m = exp.evaluate()
+    assert m["nll_estimator"] == "variational_bound" and m["data_variant"] == "discrete_8bit"
+    assert m["nll_images"] == 3 and m["nll_standard_error"] > 0
+    assert m["bits_per_dim"] == pytest.approx(m["nll_nats"] / (784 * math.log(2)))
+    # a bound on the NLL of 256-level pixels: at most log 256 per pixel could be lost to
+    # a uniform guess, an untrained network is worse, but never below 0
+    assert m["nll_nats"] > 0 and m["bound_prior_nats"] >= 0
+    for picture in ("samples.png", "forward.png", "reverse.png"):
+        assert (tmp_path / picture).stat().st_size > 500, picture
+
+
+def test_the_command_trains_samples_and_evaluates_a_toy_ddpm(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main(["train", "ddpm", "--dataset", "8gaussians", "--steps", "20", "--hidden",
+                 "16", "--timesteps", "50", "--out", out]) == 0
+    config = read_config(out)
+    assert config["batch_size"] == 256 and config["lr_schedule"] == "cosine"
+    assert main(["sample", out, "--n", "300"]) == 0
+    assert main(["sample", out, "--n", "5", "--out", str(tmp_path / "p.npy")]) == 0
+    assert np.load(tmp_path / "p.npy").shape == (5, 2)
+    assert main(["eval", out]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert set(metrics) >= {"modes_covered", "high_quality_fraction",
+                            "sampling_seconds_per_1000"}
+    for picture in ("samples.png", "reverse.png", "curves.png"):
+        assert (tmp_path / "run" / picture).stat().st_size > 1000
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["train", "ddpm", "--help"])
+    assert "on the 2-D toy sets the defaults differ: --hidden 256" in capsys.readouterr().out
+
+
+def test_a_resumed_run_repeats_an_uninterrupted_one(tmp_path):
+    from tinygen.train import read_log
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    settings = dict(hidden=16, timesteps=50, batch_size=32, lr_schedule="constant")
+    fit(experiment(**settings), str(whole), steps=6, progress=False)
+    fit(experiment(**settings), str(parts), steps=3, progress=False)
+    fit(experiment(**settings), str(parts), steps=6, progress=False)
+    assert read_log(str(whole)) == read_log(str(parts))
+
+
+def test_one_step_on_every_device(device):
+    exp = experiment(device=device, hidden=16, timesteps=50, batch_size=32)
+    scalars = exp.training_step(next(iter(exp.train_loader())))
+    assert np.isfinite(scalars["loss"])
+    assert exp.sample(4).shape == (4, 2)
+
+
+# ---- learning tests
+def test_a_small_ddpm_covers_the_modes_of_8gaussians(tmp_path):
+    """3,000 steps of the toy defaults (about 20 s): every mode, most samples near one."""
+    exp = experiment("8gaussians", timesteps=200)
+    fit(exp, str(tmp_path), steps=3000, progress=False)
+    centers, std = toy_modes("8gaussians")
+    cover = mode_coverage(exp.sample(2000), centers, std)
+    assert cover["modes_covered"] == 8 and cover["high_quality_fraction"] > 0.8
+    assert cover["counts"].min() > 2000 / 8 / 2      # no mode starved
+
+
+@needs_mnist
+def test_a_few_hundred_mnist_steps_reduce_l_simple(tmp_path):
+    """L_simple on a fixed held-out batch (t spread over 1..T, fixed eps): about 1 for the
+    untrained network (it predicts eps ~ 0), below 0.4 of that after 150 steps."""
+    exp = experiment("mnist", channels=8, batch_size=32, timesteps=200)
+    x = tg.tensor(exp.images("test")[0][:256])
+    t = np.linspace(1, 200, 256).round().astype(np.int64)
+    eps = tg.tensor(np.random.default_rng(0).standard_normal(x.shape).astype(np.float32))
+
+    def held_out():
+        exp.model.eval()
+        with tg.no_grad():
+            return exp.diffusion.loss_simple(exp.model, x, t, eps).item()
+    before = held_out()
+    fit(exp, str(tmp_path), steps=150, progress=False)
+    after = held_out()
+    assert 0.8 < before < 1.3 and after < 0.4 * before

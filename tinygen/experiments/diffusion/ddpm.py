@@ -1,0 +1,294 @@
+"""Training a DDPM (Ho, Jain & Abbeel 2020) on MNIST, Fashion-MNIST or a 2-D toy set, and
+sampling it by ancestral sampling or DDIM; the math is ``tinygen.models.diffusion``.
+
+A training step is Algorithm 1 of Ho et al.: a batch x_0, t ~ U{1..T}, eps ~ N(0, I), one
+Adam step on L_simple = ||eps - eps_theta(sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t)
+eps, t)||^2. Samples come from the EMA of the weights.
+
+Defaults and where they come from:
+    timesteps 1000, schedule linear (1e-4 to 0.02), variance beta
+                                    Ho et al., section 4 (sigma_t^2 = beta_t)
+    U-Net width 32, no attention    tinygen's choice for 28x28 on a CPU (0.54M
+                                    parameters; the benchmark's ddpm_unet); Ho et al.
+                                    used 35.7M for CIFAR-10
+    Adam(2e-4), batch 64            Ho et al. (2e-4 for CIFAR-10; batch 128)
+    ema_decay 0.999                 Ho et al. used 0.9999 over 800k steps; 0.999 suits
+                                    the ~10^4 steps a CPU affords
+    epochs 5                        about 4,700 steps, about an hour on 2 cores
+    sampler ddim, sample_steps 50, eta 0
+                                    Song et al. 2021: DDIM-50 is close to 1000 ancestral
+                                    steps at 1/20 of the cost
+    eval_nll_n 100                  test images in the variational bound (T network
+                                    evaluations each: 1000 images would take hours on
+                                    a CPU); the mean's standard error is reported
+    toy sets: an MLP eps_theta (width 256, 3 hidden layers), batch 256, Adam(1e-3)
+                                    with a cosine decay, 10,000 steps: about two
+                                    minutes (tinygen's choice; 25 modes, 80% of samples
+                                    near one on 25gaussians)
+
+Evaluation (``tinygen eval``): images: fid_lenet of eval_n samples from the sampler,
+and the variational bound on the NLL of eval_nll_n 8-bit test images in nats and
+bits/dim; 8gaussians/25gaussians: modes covered and the high-quality fraction.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+from ... import data, no_grad, tensor
+from ...data import TOY_DATASETS
+from ...models.diffusion import GaussianDiffusion, MLPDenoiser, NoiseSchedule, UNet
+from ...models.diffusion.ddim import ddim_sample
+from ...models.diffusion.ddpm import VARIANCES
+from ...models.diffusion.schedule import SCHEDULES
+from ...random import generator
+from ..base import Experiment, fraction, non_negative, one_of
+
+TOY_TRAIN, TOY_TEST = 100_000, 10_000
+SAMPLERS = ("ddim", "ancestral")
+
+
+def _bar(desc, total, disable=False):
+    """A progress bar over an iterator of known length (tqdm), or none."""
+    return lambda it: tqdm(it, desc=desc, total=total, leave=False, unit="step",
+                           disable=disable)
+
+
+class DDPMExperiment(Experiment):
+    """Train a DDPM: eps_theta a U-Net on images in [-1, 1], an MLP on 2-D points."""
+
+    name = "ddpm"
+    defaults = {"timesteps": 1000, "schedule": "linear", "variance": "beta",
+                "channels": 32, "attention": False, "hidden": 128, "batch_size": 64,
+                "lr": 2e-4, "lr_schedule": "constant", "ema_decay": 0.999, "epochs": 5,
+                "sampler": "ddim", "sample_steps": 50, "eta": 0.0, "eval_n": 10000,
+                "eval_fid": True, "eval_nll_n": 100}
+    rules = {"schedule": one_of(*SCHEDULES), "variance": one_of(*VARIANCES),
+             "sampler": one_of(*SAMPLERS), "eta": non_negative, "ema_decay": fraction,
+             "eval_nll_n": non_negative}
+    toy_defaults = {"hidden": 256, "batch_size": 256, "lr": 1e-3, "lr_schedule": "cosine",
+                    "steps": 10000}
+    help = {"timesteps": "T, the number of diffusion steps",
+            "schedule": "beta_t: linear 1e-4..0.02 (Ho et al.) or cosine (Nichol & Dhariwal)",
+            "variance": "sigma_t^2 of the reverse steps: beta_t or beta~_t",
+            "channels": "U-Net width c (2c at 14x14 and 7x7)",
+            "attention": "self-attention at 7x7",
+            "hidden": "MLP width (2-D toy sets)",
+            "ema_decay": "EMA of the weights for sampling (0: none)",
+            "sampler": "ancestral (T steps) or ddim (sample_steps steps)",
+            "sample_steps": "DDIM's S", "eta": "DDIM's eta: 0 deterministic, 1 DDPM-like",
+            "eval_n": "samples tinygen eval measures",
+            "eval_fid": "measure FID with the LeNet classifier",
+            "eval_nll_n": "test images in the variational bound (0: skip it)"}
+
+    def __init__(self, config):
+        super().__init__(config)
+        if self.config["sample_steps"] > self.config["timesteps"]:
+            from ..base import ConfigError
+            raise ConfigError(f"--sample-steps {self.config['sample_steps']}: must be at most "
+                              f"--timesteps ({self.config['timesteps']})")
+        self.diffusion = GaussianDiffusion(
+            NoiseSchedule.named(self.config["schedule"], self.config["timesteps"]),
+            self.config["variance"])
+
+    @property
+    def toy(self) -> bool:
+        return self.config["dataset"] in TOY_DATASETS
+
+    @property
+    def blas_threads(self):
+        return 1 if self.toy else None   # the MLP's small products (Experiment.blas_threads)
+
+    def build_model(self):
+        c = self.config
+        if self.toy:
+            return MLPDenoiser(2, c["hidden"])
+        return UNet(c["channels"], attention=c["attention"])
+
+    # ---- data: images in [-1, 1] (the model's range), or toy points
+    def images(self, split):
+        if split in self._splits:
+            return self._splits[split]
+        if self.toy:
+            n, seed = (TOY_TRAIN, 0) if split == "train" else (TOY_TEST, 1)
+            points = data.toy(self.config["dataset"], n, seed=seed + 1000 * self.config["seed"])
+            self._splits[split] = (points.astype(np.float32), np.zeros(n, np.int64))
+        else:
+            x, y = super().images(split)
+            self._splits[split] = (2 * x - 1, y)
+        return self._splits[split]
+
+    # ---- training: Algorithm 1
+    def training_step(self, x_0):
+        self.model.train()
+        loss = self.diffusion.loss_simple(self.model, x_0)
+        self.update(loss)
+        return {"loss": loss.item()}
+
+    # ---- sampling
+    def eps_model(self):
+        """eps_theta as the sampler calls it: (x_t, t) -> eps, in eval mode."""
+        self.model.eval()
+        return self.model
+
+    @no_grad()
+    def sample_raw(self, n, sampler=None, steps=None, x_T=None, progress=None):
+        """n samples in the model's range ([-1, 1] images or points), NumPy, from the EMA
+        weights, by ``sampler`` ("ddim" with ``steps``, or "ancestral")."""
+        c = self.config
+        sampler, steps = sampler or c["sampler"], steps or c["sample_steps"]
+        shape = (n, 2) if self.toy else (n, 1, 28, 28)
+        clip = None if self.toy else (-1.0, 1.0)   # images: x_0^ kept in the data's range
+        with self._ema_weights():
+            if sampler == "ancestral":
+                x = self.diffusion.sample(self.eps_model(), shape, self.device, x_T=x_T,
+                                          clip_x0=clip, progress=progress)
+            else:
+                x = ddim_sample(self.diffusion, self.eps_model(), shape, steps, c["eta"],
+                                self.device, x_T=x_T, clip_x0=clip, progress=progress)
+        return x.numpy()
+
+    def _ema_weights(self):
+        import contextlib
+        return self.ema.average_parameters() if self.ema is not None else contextlib.nullcontext()
+
+    def sample(self, n):
+        """n samples: images (n, 1, 28, 28) in [0, 1], or points (n, 2)."""
+        x = self.sample_raw(n)
+        return x if self.toy else np.clip((x + 1) / 2, 0, 1)
+
+    def _many_samples(self, n, desc):
+        """n samples in batches of 500, with a progress bar; and seconds per 1,000."""
+        start, parts = time.perf_counter(), []
+        with tqdm(total=n, desc=desc, unit="sample", leave=False) as bar:
+            for i in range(0, n, 500):
+                parts.append(self.sample(min(500, n - i)))
+                bar.update(len(parts[-1]))
+        return np.concatenate(parts), (time.perf_counter() - start) * 1000 / max(n, 1)
+
+    # ---- evaluation
+    def test_images_8bit(self, n):
+        """The first n test images, 8-bit values scaled to [-1, 1] exactly."""
+        x = self.images("test")[0][:n]
+        return (np.round((x + 1) / 2 * 255) / 255 * 2 - 1).astype(np.float32)
+
+    @no_grad()
+    def evaluate(self):
+        """fid_lenet of eval_n samples, the variational bound of eval_nll_n test images
+        (nats and bits/dim, with its standard error), the sampling time; for 8gaussians
+        and 25gaussians the modes covered."""
+        c, n = self.config, self.config.get("eval_n", 10000)
+        metrics = {}
+        if self.toy:
+            if c["dataset"] in ("8gaussians", "25gaussians"):
+                from ...metrics import mode_coverage
+                samples, per_1000 = self._many_samples(n, "sampling")
+                centers, std = data.toy_modes(c["dataset"])
+                cover = mode_coverage(samples, centers, std)
+                metrics.update(modes_covered=int(cover["modes_covered"]),
+                               high_quality_fraction=float(cover["high_quality_fraction"]),
+                               eval_images=n, sampling_seconds_per_1000=per_1000)
+            return metrics
+        if c.get("eval_nll_n", 100):
+            metrics.update(self.variational_bound_nll(c["eval_nll_n"]))
+        if c.get("eval_fid", True):
+            from ..classifier import fid
+            sampler = (f"DDIM-{c['sample_steps']}" if c["sampler"] == "ddim"
+                       else f"ancestral-{c['timesteps']}")
+            samples, per_1000 = self._many_samples(n, f"sampling ({sampler})")
+            metrics.update(fid_lenet=fid(samples, c["dataset"], device=self.device,
+                                         data_root=c.get("data_root")),
+                           eval_images=n, sampler=sampler,
+                           sampling_seconds_per_1000=per_1000)
+        return metrics
+
+    def variational_bound_nll(self, n):
+        """The bound L of Ho et al. (eq. 5) on n test images: nll_nats (mean), its
+        standard error, bits_per_dim, and the bound's parts."""
+        x = self.test_images_8bit(n)
+        totals, priors, decoders = [], [], []
+        per_step = np.zeros(self.config["timesteps"])
+        batch = 100
+        with self._ema_weights():
+            model = self.eps_model()
+            for i in range(0, len(x), batch):
+                xb = tensor(x[i:i + batch], device=self.device)
+                out = self.diffusion.variational_bound(
+                    model, xb, progress=_bar(f"variational bound, images {i + 1}-"
+                                             f"{i + len(xb)} of {len(x)}", self.diffusion.T))
+                totals.append(out["total"])
+                priors.append(out["prior"])
+                decoders.append(out["decoder"])
+                per_step += out["per_step"] * len(xb)
+        total = np.concatenate(totals)
+        nll = float(total.mean())
+        return {"nll_nats": nll, "nll_estimator": "variational_bound",
+                "nll_standard_error": float(total.std(ddof=1) / math.sqrt(len(total)))
+                if len(total) > 1 else float("nan"),
+                "bits_per_dim": nll / (784 * math.log(2)),
+                "data_variant": "discrete_8bit", "nll_images": int(len(total)),
+                "bound_prior_nats": float(np.concatenate(priors).mean()),
+                "bound_decoder_nats": float(np.concatenate(decoders).mean())}
+
+    # ---- pictures
+    @no_grad()
+    def save_pictures(self, run_dir):
+        """samples.png; forward.png (eight test digits noised by q(x_t | x_0), one row per
+        t from 0 to T); reverse.png (ancestral sampling's x_t, one row per t from T to 0,
+        one column per sample); for 2-D data
+        samples.png over the data and reverse.png as point clouds."""
+        from ...plot import plot_2d_samples, save_image_grid
+        T = self.diffusion.T
+        moments = sorted({int(round(T * f)) for f in
+                          (1, .8, .6, .5, .4, .3, .2, .1, .05, 0)})[::-1]
+        rng = generator(7)
+        if self.toy:
+            x = self.images("test")[0][:2000]
+            plot_2d_samples(self.sample(2000), x, os.path.join(run_dir, "samples.png"),
+                            title="DDPM samples over the data")
+            self._toy_reverse(run_dir, moments, x)
+            return
+        save_image_grid(self.sample(64), os.path.join(run_dir, "samples.png"), nrow=8)
+        # forward process: one row per t (x_0 at the top), one column per test digit
+        x0 = self.images("test")[0][:8]
+        cols = []
+        for t in moments[::-1]:
+            if t == 0:
+                cols.append(x0)
+                continue
+            eps = rng.standard_normal(x0.shape).astype(np.float32)
+            cols.append(self.diffusion.q_sample(tensor(x0), np.full(8, t), tensor(eps)).numpy())
+        grid = np.concatenate(cols)
+        save_image_grid(np.clip((grid + 1) / 2, 0, 1), os.path.join(run_dir, "forward.png"),
+                        nrow=8, labels=[f"t={t}" for t in moments[::-1]])
+        # reverse process: ancestral sampling's x_t at the same moments
+        with self._ema_weights():
+            _, traj = self.diffusion.sample(
+                self.eps_model(), (8, 1, 28, 28), self.device, clip_x0=(-1.0, 1.0),
+                trajectory_at=set(moments), progress=_bar("reverse process", T))
+        grid = np.concatenate([traj[t] for t in moments])
+        save_image_grid(np.clip((grid + 1) / 2, 0, 1), os.path.join(run_dir, "reverse.png"),
+                        nrow=8, labels=[f"t={t}" for t in moments])
+
+    def _toy_reverse(self, run_dir, moments, x):
+        from ...plot import new_figure, save_figure
+        with self._ema_weights():
+            _, traj = self.diffusion.sample(self.eps_model(), (2000, 2), self.device,
+                                            trajectory_at=set(moments))
+        lo, hi = float(min(x.min(), -4.5)), float(max(x.max(), 4.5))
+        fig = new_figure((2.2 * len(moments), 2.4), layout="constrained")
+        for i, t in enumerate(moments):
+            ax = fig.add_subplot(1, len(moments), i + 1)
+            ax.scatter(x[:, 0], x[:, 1], s=1, c="0.7", linewidths=0)
+            ax.scatter(traj[t][:, 0], traj[t][:, 1], s=1, c="C0", linewidths=0)
+            ax.set_xlim(lo, hi)
+            ax.set_ylim(lo, hi)
+            ax.set_aspect("equal")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"x_{t}", fontsize=8)
+        save_figure(fig, os.path.join(run_dir, "reverse.png"))

@@ -1,0 +1,15 @@
+"""Diffusion models.
+
+    schedule.py     the noise schedules (linear, cosine) and the quantities derived from
+                    beta_t: alpha_t, alpha_bar_t, the posterior's mean weights and beta~_t
+    ddpm.py         the DDPM (Ho et al. 2020): q(x_t | x_0) in closed form, the posterior,
+                    L_simple, ancestral sampling, the variational bound with its
+                    discretised Gaussian decoder
+    unet.py         eps_theta(x_t, t): a small U-Net for 28x28 images, an MLP for points
+"""
+from .ddpm import GaussianDiffusion, discretized_gaussian_log_likelihood
+from .schedule import NoiseSchedule
+from .unet import MLPDenoiser, ResBlock, SelfAttention, UNet, timestep_embedding
+
+__all__ = ["GaussianDiffusion", "discretized_gaussian_log_likelihood", "NoiseSchedule",
+           "MLPDenoiser", "ResBlock", "SelfAttention", "UNet", "timestep_embedding"]
