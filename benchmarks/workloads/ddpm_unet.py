@@ -8,6 +8,10 @@ The U-Net (about 0.54M parameters): a 128-d sinusoidal time embedding through
 Linear-SiLU-Linear; ResBlock = GroupNorm(8)-SiLU-Conv3x3, + Linear(time) per channel,
 GroupNorm(8)-SiLU-Conv3x3, + skip (1x1 conv when the channels change). Levels
 28 -> 14 -> 7 and back, with skip connections concatenated on the way up.
+
+The tinygen side uses the library's own network (tinygen.models.diffusion.UNet, width 32,
+which embeds t itself); the PyTorch side builds the same layers (``make_unet``), parameter
+for parameter, and is given the same embedding.
 """
 import math
 
@@ -34,7 +38,8 @@ def sinusoidal_embedding(t):
 
 
 def make_unet(nn, F, cat):
-    """The U-Net, built from a framework's nn, functional and cat (tinygen or torch)."""
+    """The U-Net of tinygen.models.diffusion.UNet (width 32), built from a framework's nn,
+    functional and cat, for the PyTorch side."""
 
     class ResBlock(nn.Module):
         def __init__(self, c_in, c_out):
@@ -80,11 +85,11 @@ def make_unet(nn, F, cat):
 
 def tinygen_step(device="cpu"):
     import tinygen as tg
-    from tinygen import nn
+    from tinygen.models.diffusion import UNet
     from tinygen.nn import functional as F
     from tinygen.optim import Adam
 
-    model = make_unet(nn, F, tg.cat).to(device)
+    model = UNet(channels=32, time_dim=TDIM).to(device)
     opt = Adam(model.parameters(), lr=2e-4)
     x0 = tg.tensor(_data(), device=device)
     alpha_bar = _schedule()
@@ -94,8 +99,7 @@ def tinygen_step(device="cpu"):
         eps = tg.randn(*x0.shape, device=device)
         a = tg.tensor(alpha_bar[t].astype(np.float32).reshape(-1, 1, 1, 1), device=device)
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * eps
-        temb = tg.tensor(sinusoidal_embedding(t), device=device)
-        loss = F.mse_loss(model(x_t, temb), eps)
+        loss = F.mse_loss(model(x_t, t), eps)   # the model embeds t (as sinusoidal_embedding)
         opt.zero_grad()
         loss.backward()
         opt.step()
