@@ -31,6 +31,9 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
     ("cgan_mnist.py", ["--test-images", "64", "--channels", "16"], ["class_rows.png"]),
     ("cgan_mnist.py", ["--test-images", "64", "--channels", "16",
                        "--conditioning", "projection"], ["class_rows.png"]),
+    # T = 50 and width 8: the bound and Algorithm 2 take 50 network evaluations each
+    ("ddpm_mnist.py", ["--test-images", "4", "--timesteps", "50", "--channels", "8"],
+     ["forward.png", "samples.png", "reverse.png"]),
 ])
 def test_demo_runs_and_writes_its_pictures(demo, extra, pictures, tmp_path):
     out = tmp_path / "run"
@@ -50,6 +53,8 @@ def test_demo_runs_and_writes_its_pictures(demo, extra, pictures, tmp_path):
     ("gan_toy.py", ["--dataset", "25gaussians", "--generator-loss", "minimax", "--k", "2",
                     "--steps", "30", "--eval-n", "500"], ["samples.png", "progress.png"]),
     ("wgan_gp_toy.py", ["--steps", "20", "--eval-n", "1000"], ["samples.png"]),
+    ("ddpm_toy.py", ["--steps", "100", "--timesteps", "100", "--eval-n", "500"],
+     ["forward.png", "reverse.png", "score.png"]),
     ("gan_problems.py", ["--quick"],
      ["vanishing_gradients.png", "mode_collapse.png", "dirac_gan.png",
       "low_dimensional_support.png"]),
