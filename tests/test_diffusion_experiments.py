@@ -149,3 +149,51 @@ def test_a_few_hundred_mnist_steps_reduce_l_simple(tmp_path):
     fit(exp, str(tmp_path), steps=150, progress=False)
     after = held_out()
     assert 0.8 < before < 1.3 and after < 0.4 * before
+
+
+# ---- classifier-free guidance
+@needs_mnist
+def test_cfg_drops_labels_in_training_and_mixes_two_predictions_in_sampling(tmp_path):
+    cls = get_experiment("ddpm-cfg")
+    exp = cls({**cls.defaults, "model": "ddpm-cfg", "dataset": "mnist", "seed": 0,
+               "device": "cpu", "channels": 8, "batch_size": 64, "timesteps": 20,
+               "sample_steps": 4, "p_uncond": 0.5, "guidance": 3.0})
+    seen = []
+    forward = exp.model.forward
+
+    def spy(x, t, y=None):
+        seen.append(None if y is None else np.asarray(y).copy())
+        return forward(x, t, y)
+    exp.model.forward = spy
+    x, y = next(iter(exp.train_loader()))
+    exp.training_step((x, y))
+    labels = seen.pop()
+    dropped = labels == 10
+    assert 10 < dropped.sum() < 54                                  # about half of 64
+    assert np.array_equal(labels[~dropped], y.numpy()[~dropped])
+    images = exp.sample(5)
+    assert images.shape == (5, 1, 28, 28) and 0 <= images.min() and images.max() <= 1
+    # four DDIM steps, each the conditional prediction (classes 0..4) and the
+    # unconditional one
+    assert len(seen) == 8
+    for conditional, unconditional in zip(seen[0::2], seen[1::2]):
+        assert np.array_equal(conditional, np.arange(5)) and unconditional is None
+    seen.clear()
+    exp.sample(3, omega=0.0)                                        # omega 0: one each
+    assert len(seen) == 4 and all(s is not None for s in seen)
+
+
+@needs_mnist
+def test_cfg_evaluation_sweeps_omega(small_classifier, monkeypatch, tmp_path):
+    from tinygen.experiments import classifier
+    monkeypatch.setattr(classifier, "trained_classifier", lambda *a, **k: small_classifier)
+    cls = get_experiment("ddpm-cfg")
+    exp = cls({**cls.defaults, "model": "ddpm-cfg", "dataset": "mnist", "seed": 0,
+               "device": "cpu", "channels": 8, "batch_size": 8, "timesteps": 10,
+               "sample_steps": 2, "eval_n": 20, "eval_guidance_n": 10})
+    fit(exp, str(tmp_path), steps=1, progress=False)
+    m = exp.evaluate()
+    assert m["eval_images"] == 20 and m["guidance"] == 2.0 and 0 <= m["class_accuracy"] <= 1
+    assert set(m["guidance_sweep"]) == {"0.0", "0.5", "2.0", "4.0"}
+    assert all(set(v) == {"class_accuracy", "fid_lenet"} for v in m["guidance_sweep"].values())
+    assert (tmp_path / "guidance.png").stat().st_size > 500

@@ -277,8 +277,17 @@ def _eval(argv) -> int:
     metrics.update(train_seconds=round(experiment.train_seconds, 3), device=experiment.device)
     path = os.path.join(args.run_dir, "metrics.json")
     write_json(path, metrics)
+    def show(key, value, indent=""):
+        if isinstance(value, dict):   # a group of measures, e.g. one per guidance weight
+            print(f"{indent}{key}")
+            for k, v in value.items():
+                show(k, v, indent + "  ")
+        else:
+            width = 24 - len(indent)
+            print(f"{indent}{key:<{width}} {value:.6g}" if isinstance(value, float)
+                  else f"{indent}{key:<{width}} {value}")
     for k, v in metrics.items():
-        print(f"{k:<24} {v:.6g}" if isinstance(v, float) else f"{k:<24} {v}")
+        show(k, v)
     print(f"wrote {path}")
     return 0
 

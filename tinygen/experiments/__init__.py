@@ -62,6 +62,10 @@ REGISTRY = {
                   DATASETS + TOY_DATASETS,
                   "denoising diffusion (Ho et al. 2020), sampled by DDIM (--sampler "
                   "ddim|ancestral, --sample-steps S)"),
+    "ddpm-cfg": Entry("tinygen.experiments.diffusion.cfg",
+                      "ClassifierFreeGuidanceExperiment", DATASETS,
+                      "class-conditional DDPM with classifier-free guidance (Ho & Salimans "
+                      "2022); --guidance omega, --p-uncond"),
 }
 
 

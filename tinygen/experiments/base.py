@@ -40,6 +40,8 @@ METRICS = {
     "elbo_nats": "the test ELBO per image, nats (a lower bound on log p(x))",
     "fid_lenet": "Frechet distance of LeNet features, 10,000 samples against the test set",
     "class_accuracy": "fraction of class-conditional samples classified as their class",
+    "guidance": "the guidance weight (omega) the samples were drawn with",
+    "guidance_sweep": "omega -> {class_accuracy, fid_lenet}: guidance's trade-off",
     "modes_covered": "how many of a toy mixture's modes the samples cover",
     "high_quality_fraction": "fraction of samples near a mode of a toy mixture",
     "recon_mse": "test reconstruction error, mean squared error per pixel",
