@@ -197,3 +197,20 @@ def test_cfg_evaluation_sweeps_omega(small_classifier, monkeypatch, tmp_path):
     assert set(m["guidance_sweep"]) == {"0.0", "0.5", "2.0", "4.0"}
     assert all(set(v) == {"class_accuracy", "fid_lenet"} for v in m["guidance_sweep"].values())
     assert (tmp_path / "guidance.png").stat().st_size > 500
+
+
+@needs_mnist
+def test_the_command_draws_a_chosen_class(tmp_path, capsys):
+    out = str(tmp_path / "cfg")
+    assert main(["train", "ddpm-cfg", "--steps", "1", "--batch-size", "4", "--channels", "8",
+                 "--timesteps", "10", "--sample-steps", "2", "--out", out]) == 0
+    assert main(["sample", out, "--n", "3", "--label", "7",
+                 "--out", str(tmp_path / "s.npy")]) == 0
+    assert np.load(tmp_path / "s.npy").shape == (3, 1, 28, 28)
+    assert main(["sample", out, "--label", "10"]) == 2
+    assert "--label 10: choose a class in 0..9" in capsys.readouterr().err
+    toy = str(tmp_path / "toy")
+    assert main(["train", "ddpm", "--dataset", "8gaussians", "--steps", "2", "--hidden", "8",
+                 "--timesteps", "10", "--sample-steps", "2", "--out", toy]) == 0
+    assert main(["sample", toy, "--label", "1"]) == 2
+    assert "ddpm is not class-conditional" in capsys.readouterr().err

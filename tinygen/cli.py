@@ -187,6 +187,9 @@ def _sample(argv) -> int:
     p.add_argument("--out", default=None,
                    help="a .png picture or a .npy array (default RUN_DIR/samples.png)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: the run's)")
+    p.add_argument("--label", type=int, default=None,
+                   help="draw only this class (class-conditional models: cgan, cvae, "
+                        "ddpm-cfg); default: the classes in turn")
     args = p.parse_args(argv)
     out = args.out or os.path.join(args.run_dir, "samples.png")
     if args.n < 1:
@@ -202,6 +205,16 @@ def _sample(argv) -> int:
         except (RuntimeError, ValueError) as e:
             raise UsageError(str(e)) from None
     experiment = _load_run(args.run_dir, args.device)
+    if args.label is not None:
+        classes = getattr(experiment, "num_classes", None)
+        if not classes:
+            raise UsageError(f"--label {args.label}: {experiment.name} is not class-"
+                             "conditional (cgan, cvae and ddpm-cfg are)")
+        if not 0 <= args.label < classes:
+            raise UsageError(f"--label {args.label}: choose a class in 0..{classes - 1}")
+        label = args.label
+        sample = experiment.sample
+        experiment.sample = lambda n: sample(n, np.full(n, label))
     batches = ((i, min(SAMPLE_BATCH, args.n - i)) for i in range(0, args.n, SAMPLE_BATCH))
     try:
         first = experiment.sample(min(SAMPLE_BATCH, args.n))

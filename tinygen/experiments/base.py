@@ -119,6 +119,7 @@ class Experiment:
     rules: dict = {}
     help: dict = {}     # option -> what it means, for ``tinygen train NAME --help``
     toy_defaults: dict = {}   # defaults that differ on the 2-D toy sets (``defaults_for``)
+    num_classes: int | None = None   # class-conditional recipes: sample(n, y) draws labels y
 
     step: int = 0
     total_steps: int = 1

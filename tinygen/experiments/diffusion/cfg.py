@@ -51,6 +51,7 @@ class ClassifierFreeGuidanceExperiment(DDPMExperiment):
                         "conditional model)",
             "eval_guidance_n": "samples per omega in the evaluation's sweep"}
     with_labels = True
+    num_classes = NUM_CLASSES
 
     def build_model(self):
         c = self.config

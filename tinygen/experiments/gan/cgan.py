@@ -30,6 +30,7 @@ class ConditionalGANExperiment(DCGANExperiment):
     rules = {**DCGANExperiment.rules, "conditioning": one_of(*CONDITIONINGS)}
     conditional = True
     with_labels = True
+    num_classes = 10
 
     def build_players(self):
         c = self.config

@@ -40,10 +40,13 @@ class ConditionalVAEExperiment(VAEExperiment):
         self.update(loss)
         return {"loss": loss.item(), "recon": -recon.mean().item(), "kl": kl.mean().item()}
 
-    def sample(self, n):
-        """n samples, cycling through the classes 0, 1, ..., 9, 0, ..."""
+    num_classes = 10
+
+    def sample(self, n, y=None):
+        """n samples of the classes y (n,), by default 0, 1, ..., 9, 0, ... in turn."""
         self.model.eval()
-        return self.model.sample(np.arange(n) % self.model.num_classes).numpy()
+        y = np.arange(n) % self.model.num_classes if y is None else np.asarray(y)
+        return self.model.sample(y).numpy()
 
     @no_grad()
     def evaluate(self):
