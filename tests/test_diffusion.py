@@ -434,3 +434,63 @@ def test_unet_time_changes_the_output_and_the_gradient_flows():
     loss.backward()
     assert all(p.grad is not None and np.isfinite(p.grad.numpy()).all()
                for p in net.parameters())
+
+
+# ---- inpainting and denoising with the exact eps of Gaussian data
+def correlated_eps(diffusion, C):
+    """E[eps | x_t] for x_0 ~ N(0, C): sqrt(1 - a) (a C + (1 - a) I)^{-1} x_t."""
+    ab = diffusion.schedule.alpha_bars
+
+    def eps(x, t):
+        a = ab[np.asarray(t)][:, None, None]
+        S = a * C[None] + (1 - a) * np.eye(len(C))[None]
+        return tg.tensor(np.sqrt(1 - a[:, :, 0]) *
+                         np.linalg.solve(S, x.numpy()[:, :, None])[:, :, 0])
+    return eps
+
+
+def test_inpainting_keeps_the_known_pixels_and_fills_the_rest():
+    from tinygen.models.diffusion.applications import inpaint
+    d = GaussianDiffusion(NoiseSchedule.linear(1000))
+    n, k = 5000, 1.0
+    known = t64(np.tile([[k, 0.0]], (n, 1)))
+    mask = np.array([[1.0, 0.0]])
+    # independent coordinates: the known one says nothing, the filled one is N(0, 0.5)
+    out = inpaint(d, correlated_eps(d, np.diag([0.5, 0.5])), known, mask).numpy()
+    assert (out[:, 0] == k).all()
+    assert abs(out[:, 1].mean()) < 5 * math.sqrt(0.5 / n)
+    assert out[:, 1].var() == pytest.approx(0.5, rel=0.06)
+    # correlation 0.8: p(x_2 | x_1 = 1) = N(0.8, 0.18). Replacement pulls the filled
+    # pixel toward 0.8 but falls short (the two parts meet only through eps_theta, one
+    # step at a time); RePaint's resampling closes part of the gap.
+    C = 0.5 * np.array([[1, 0.8], [0.8, 1]])
+    gaps = []
+    for r in (1, 3):
+        tg.manual_seed(0)
+        out = inpaint(d, correlated_eps(d, C), known, mask, resample=r).numpy()
+        assert (out[:, 0] == k).all()
+        gaps.append(0.8 - out[:, 1].mean())
+    assert 0 < gaps[1] < gaps[0] < 0.5
+    with pytest.raises(ValueError, match="resample"):
+        inpaint(d, correlated_eps(d, C), known, mask, resample=0)
+    with pytest.raises(ValueError, match="only 0"):
+        inpaint(d, correlated_eps(d, C), known, np.array([[0.5, 1.0]]))
+
+
+def test_denoising_samples_the_posterior_of_the_clean_image():
+    """y = x_0 + sigma n with x_0 ~ N(M, S2): the reverse process from the matching t draws
+    p(x_0 | y) = N(M + S2 / (S2 + sigma^2) (y - M), S2 sigma^2 / (S2 + sigma^2))."""
+    from tinygen.models.diffusion.applications import denoise, noise_level_step
+    d = GaussianDiffusion(NoiseSchedule.linear(1000))
+    sigma, y, n = 0.3, 1.2, 20000
+    t = noise_level_step(d.schedule, sigma)
+    a = d.schedule.alpha_bars
+    assert math.sqrt((1 - a[t]) / a[t]) == pytest.approx(sigma, rel=0.02)
+    out, t0 = denoise(d, optimal_eps(d), t64(np.full((n, 1), y)), sigma)
+    assert t0 == t
+    mean, var = M + S2 / (S2 + sigma ** 2) * (y - M), S2 * sigma ** 2 / (S2 + sigma ** 2)
+    x = out.numpy().ravel()
+    assert abs(x.mean() - mean) < 5 * math.sqrt(var / n) + 0.005
+    assert x.var() == pytest.approx(var, rel=0.05)
+    with pytest.raises(ValueError, match="sigma must be positive"):
+        noise_level_step(d.schedule, 0.0)

@@ -70,16 +70,17 @@ def test_images_enter_the_model_in_minus_one_to_one_and_leave_in_zero_to_one(tmp
 @needs_mnist
 def test_evaluation_reports_the_bound_in_bits_per_dim(tmp_path):
     exp = experiment("mnist", channels=8, batch_size=8, timesteps=10, sample_steps=5,
-                     eval_nll_n=3, eval_fid=False)
+                     eval_nll_n=3, eval_inpaint_n=2, eval_fid=False)
     fit(exp, str(tmp_path), steps=2, progress=False)
     m = exp.evaluate()
+    assert m["inpainting_images"] == 2 and 0 < m["inpainting_mse"] < 1
     assert m["nll_estimator"] == "variational_bound" and m["data_variant"] == "discrete_8bit"
     assert m["nll_images"] == 3 and m["nll_standard_error"] > 0
     assert m["bits_per_dim"] == pytest.approx(m["nll_nats"] / (784 * math.log(2)))
     # a bound on the NLL of 256-level pixels: at most log 256 per pixel could be lost to
     # a uniform guess, an untrained network is worse, but never below 0
     assert m["nll_nats"] > 0 and m["bound_prior_nats"] >= 0
-    for picture in ("samples.png", "forward.png", "reverse.png"):
+    for picture in ("samples.png", "forward.png", "reverse.png", "inpainting.png"):
         assert (tmp_path / picture).stat().st_size > 500, picture
 
 

@@ -45,6 +45,9 @@ METRICS = {
     "modes_covered": "how many of a toy mixture's modes the samples cover",
     "high_quality_fraction": "fraction of samples near a mode of a toy mixture",
     "recon_mse": "test reconstruction error, mean squared error per pixel",
+    "inpainting_mse": "mean squared error per missing pixel of inpainted test images",
+    "inpainting_class_accuracy": "fraction of inpainted test images classified as their "
+                                 "class",
     "eval_images": "how many test images (or samples) the metrics used",
     "sampler": 'how the samples were drawn, e.g. "DDIM-50", "ancestral-1000"',
     "sampling_seconds_per_1000": "wall-clock seconds to draw 1,000 samples",

@@ -27,8 +27,9 @@ Defaults and where they come from:
                                     near one on 25gaussians)
 
 Evaluation (``tinygen eval``): images: fid_lenet of eval_n samples from the sampler,
-and the variational bound on the NLL of eval_nll_n 8-bit test images in nats and
-bits/dim; 8gaussians/25gaussians: modes covered and the high-quality fraction.
+the variational bound on the NLL of eval_nll_n 8-bit test images in nats and bits/dim,
+and the lower halves of eval_inpaint_n test digits inpainted (MSE on the missing pixels,
+class accuracy of the completed digits); 8gaussians/25gaussians: modes covered and the high-quality fraction.
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ from tqdm import tqdm
 from ... import data, no_grad, tensor
 from ...data import TOY_DATASETS
 from ...models.diffusion import GaussianDiffusion, MLPDenoiser, NoiseSchedule, UNet
+from ...models.diffusion.applications import inpaint
 from ...models.diffusion.ddim import ddim_sample
 from ...models.diffusion.ddpm import VARIANCES
 from ...models.diffusion.schedule import SCHEDULES
@@ -66,10 +68,10 @@ class DDPMExperiment(Experiment):
                 "channels": 32, "attention": False, "hidden": 128, "batch_size": 64,
                 "lr": 2e-4, "lr_schedule": "constant", "ema_decay": 0.999, "epochs": 5,
                 "sampler": "ddim", "sample_steps": 50, "eta": 0.0, "eval_n": 10000,
-                "eval_fid": True, "eval_nll_n": 100}
+                "eval_fid": True, "eval_nll_n": 100, "eval_inpaint_n": 100}
     rules = {"schedule": one_of(*SCHEDULES), "variance": one_of(*VARIANCES),
              "sampler": one_of(*SAMPLERS), "eta": non_negative, "ema_decay": fraction,
-             "eval_nll_n": non_negative}
+             "eval_nll_n": non_negative, "eval_inpaint_n": non_negative}
     toy_defaults = {"hidden": 256, "batch_size": 256, "lr": 1e-3, "lr_schedule": "cosine",
                     "steps": 10000}
     help = {"timesteps": "T, the number of diffusion steps",
@@ -83,7 +85,8 @@ class DDPMExperiment(Experiment):
             "sample_steps": "DDIM's S", "eta": "DDIM's eta: 0 deterministic, 1 DDPM-like",
             "eval_n": "samples tinygen eval measures",
             "eval_fid": "measure FID with the LeNet classifier",
-            "eval_nll_n": "test images in the variational bound (0: skip it)"}
+            "eval_nll_n": "test images in the variational bound (0: skip it)",
+            "eval_inpaint_n": "test images whose lower half is inpainted (0: skip it)"}
 
     def __init__(self, config):
         super().__init__(config)
@@ -195,6 +198,8 @@ class DDPMExperiment(Experiment):
             return metrics
         if c.get("eval_nll_n", 100):
             metrics.update(self.variational_bound_nll(c["eval_nll_n"]))
+        if c.get("eval_inpaint_n", 100):
+            metrics.update(self.inpainting(c["eval_inpaint_n"]))
         if c.get("eval_fid", True):
             from ..classifier import fid
             sampler = (f"DDIM-{c['sample_steps']}" if c["sampler"] == "ddim"
@@ -204,6 +209,40 @@ class DDPMExperiment(Experiment):
                                          data_root=c.get("data_root")),
                            eval_images=n, sampler=sampler,
                            sampling_seconds_per_1000=per_1000)
+        return metrics
+
+    def lower_half_mask(self):
+        """1 on the upper 14 rows of a 28x28 image (known), 0 on the lower 14 (missing)."""
+        mask = np.zeros((1, 1, 28, 28), np.float32)
+        mask[..., :14, :] = 1
+        return mask
+
+    def inpainting(self, n):
+        """The lower half of n test digits filled in by the replacement method
+        (``applications.inpaint``): inpainting_mse, the mean squared error per missing
+        pixel in [0, 1] units, and, with the classifier (eval_fid), the class accuracy of
+        the completed digits."""
+        x, labels = self.images("test")
+        x, labels = x[:n], labels[:n]
+        mask = self.lower_half_mask()
+        parts = []
+        with self._ema_weights():
+            for i in range(0, len(x), 100):
+                xb = tensor(x[i:i + 100], device=self.device)
+                parts.append(inpaint(self.diffusion, self.eps_model(), xb, mask,
+                                     clip_x0=(-1.0, 1.0),
+                                     progress=_bar(f"inpainting, images {i + 1}-{i + len(xb)}"
+                                                   f" of {len(x)}", self.diffusion.T)).numpy())
+        filled = np.clip((np.concatenate(parts) + 1) / 2, 0, 1)
+        truth = (x + 1) / 2
+        missing = np.broadcast_to(mask == 0, truth.shape)
+        metrics = {"inpainting_mse": float(((filled - truth)[missing] ** 2).mean()),
+                   "inpainting_images": int(len(x))}
+        if self.config.get("eval_fid", True):
+            from ..classifier import class_accuracy
+            metrics["inpainting_class_accuracy"] = class_accuracy(
+                filled, labels, self.config["dataset"], device=self.device,
+                data_root=self.config.get("data_root"))
         return metrics
 
     def variational_bound_nll(self, n):
@@ -239,7 +278,8 @@ class DDPMExperiment(Experiment):
     def save_pictures(self, run_dir):
         """samples.png; forward.png (eight test digits noised by q(x_t | x_0), one row per
         t from 0 to T); reverse.png (ancestral sampling's x_t, one row per t from T to 0,
-        one column per sample); for 2-D data
+        one column per sample); inpainting.png (the lower halves of eight test digits
+        filled in: masked, filled, truth); for 2-D data
         samples.png over the data and reverse.png as point clouds."""
         from ...plot import plot_2d_samples, save_image_grid
         T = self.diffusion.T
@@ -273,6 +313,15 @@ class DDPMExperiment(Experiment):
         grid = np.concatenate([traj[t] for t in moments])
         save_image_grid(np.clip((grid + 1) / 2, 0, 1), os.path.join(run_dir, "reverse.png"),
                         nrow=8, labels=[f"t={t}" for t in moments])
+        # inpainting: the lower halves of eight test digits filled in
+        mask = self.lower_half_mask()
+        with self._ema_weights():
+            filled = inpaint(self.diffusion, self.eps_model(), tensor(x0), mask,
+                             clip_x0=(-1.0, 1.0), progress=_bar("inpainting", T)).numpy()
+        masked = x0 * mask + (1 - mask) * 0.0      # the missing half shown grey (0 in [-1, 1])
+        grid = np.concatenate([masked, filled, x0])
+        save_image_grid(np.clip((grid + 1) / 2, 0, 1), os.path.join(run_dir, "inpainting.png"),
+                        nrow=8, labels=["masked", "filled in", "truth"])
 
     def _toy_reverse(self, run_dir, moments, x):
         from ...plot import new_figure, save_figure
