@@ -185,6 +185,18 @@ def test_cfg_drops_labels_in_training_and_mixes_two_predictions_in_sampling(tmp_
 
 
 @needs_mnist
+def test_ddim_sweep_measures_each_sampler(small_classifier, monkeypatch, tmp_path):
+    from tinygen.experiments import classifier
+    monkeypatch.setattr(classifier, "trained_classifier", lambda *a, **k: small_classifier)
+    exp = experiment("mnist", channels=8, batch_size=8, timesteps=20, sample_steps=5,
+                     eval_n=10, eval_nll_n=0, eval_inpaint_n=0, eval_ddim_sweep_n=10)
+    m = exp.evaluate()
+    assert set(m["ddim_sweep"]) == {"DDIM-10", "DDIM-20", "ancestral-20"}   # S <= T only
+    assert all(v["fid_lenet"] > 0 and v["sampling_seconds_per_1000"] > 0
+               for v in m["ddim_sweep"].values())
+
+
+@needs_mnist
 def test_cfg_evaluation_sweeps_omega(small_classifier, monkeypatch, tmp_path):
     from tinygen.experiments import classifier
     monkeypatch.setattr(classifier, "trained_classifier", lambda *a, **k: small_classifier)

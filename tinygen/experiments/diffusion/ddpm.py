@@ -68,10 +68,12 @@ class DDPMExperiment(Experiment):
                 "channels": 32, "attention": False, "hidden": 128, "batch_size": 64,
                 "lr": 2e-4, "lr_schedule": "constant", "ema_decay": 0.999, "epochs": 5,
                 "sampler": "ddim", "sample_steps": 50, "eta": 0.0, "eval_n": 10000,
-                "eval_fid": True, "eval_nll_n": 100, "eval_inpaint_n": 100}
+                "eval_fid": True, "eval_nll_n": 100, "eval_inpaint_n": 100,
+                "eval_ddim_sweep_n": 0}
     rules = {"schedule": one_of(*SCHEDULES), "variance": one_of(*VARIANCES),
              "sampler": one_of(*SAMPLERS), "eta": non_negative, "ema_decay": fraction,
-             "eval_nll_n": non_negative, "eval_inpaint_n": non_negative}
+             "eval_nll_n": non_negative, "eval_inpaint_n": non_negative,
+             "eval_ddim_sweep_n": non_negative}
     toy_defaults = {"hidden": 256, "batch_size": 256, "lr": 1e-3, "lr_schedule": "cosine",
                     "steps": 10000}
     help = {"timesteps": "T, the number of diffusion steps",
@@ -86,7 +88,9 @@ class DDPMExperiment(Experiment):
             "eval_n": "samples tinygen eval measures",
             "eval_fid": "measure FID with the LeNet classifier",
             "eval_nll_n": "test images in the variational bound (0: skip it)",
-            "eval_inpaint_n": "test images whose lower half is inpainted (0: skip it)"}
+            "eval_inpaint_n": "test images whose lower half is inpainted (0: skip it)",
+            "eval_ddim_sweep_n": "samples per S of fid_lenet against DDIM's steps S = 10, "
+                                 "20, 50, 100 and ancestral sampling (0: skip it)"}
 
     def __init__(self, config):
         super().__init__(config)
@@ -209,7 +213,28 @@ class DDPMExperiment(Experiment):
                                          data_root=c.get("data_root")),
                            eval_images=n, sampler=sampler,
                            sampling_seconds_per_1000=per_1000)
+            if c.get("eval_ddim_sweep_n", 0):
+                metrics["ddim_sweep"] = self.ddim_sweep(c["eval_ddim_sweep_n"])
         return metrics
+
+    def ddim_sweep(self, n):
+        """fid_lenet and the sampling time of n samples for DDIM with S = 10, 20, 50 and
+        100 steps (eta as configured) and for T ancestral steps: quality against cost."""
+        from ..classifier import fid
+        out = {}
+        for name, sampler, steps in [*[(f"DDIM-{s}", "ddim", s) for s in (10, 20, 50, 100)
+                                       if s <= self.diffusion.T],
+                                     (f"ancestral-{self.diffusion.T}", "ancestral", None)]:
+            start, parts = time.perf_counter(), []
+            for i in tqdm(range(0, n, 500), desc=f"sampling ({name})", leave=False):
+                x = self.sample_raw(min(500, n - i), sampler, steps)
+                parts.append(np.clip((x + 1) / 2, 0, 1))
+            seconds = (time.perf_counter() - start) * 1000 / n
+            out[name] = {"fid_lenet": fid(np.concatenate(parts), self.config["dataset"],
+                                          device=self.device,
+                                          data_root=self.config.get("data_root")),
+                         "sampling_seconds_per_1000": seconds}
+        return out
 
     def lower_half_mask(self):
         """1 on the upper 14 rows of a 28x28 image (known), 0 on the lower 14 (missing)."""
