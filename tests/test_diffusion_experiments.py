@@ -227,3 +227,38 @@ def test_the_command_draws_a_chosen_class(tmp_path, capsys):
                  "--timesteps", "10", "--sample-steps", "2", "--out", toy]) == 0
     assert main(["sample", toy, "--label", "1"]) == 2
     assert "ddpm is not class-conditional" in capsys.readouterr().err
+
+
+# ---- classifier guidance
+@needs_mnist
+def test_classifier_guidance_recipe(tmp_path, capsys):
+    ddpm_run = str(tmp_path / "ddpm")
+    fit(experiment("mnist", channels=8, batch_size=8, timesteps=20, sample_steps=4),
+        ddpm_run, steps=2, progress=False)
+    cls = get_experiment("ddpm-cg")
+
+    def cg(**config):
+        return cls({**cls.defaults, "model": "ddpm-cg", "dataset": "mnist", "seed": 0,
+                    "device": "cpu", "channels": 8, "time_dim": 16, "batch_size": 16,
+                    "sample_steps": 4, "eval_fid": False, "eval_n": 50, **config})
+    with pytest.raises(ConfigError, match="--ddpm-run '': give the run folder"):
+        cg()
+    with pytest.raises(ConfigError, match="holds no trained run"):
+        cg(ddpm_run=str(tmp_path))
+    with pytest.raises(ConfigError, match="not fashion-mnist"):
+        cg(ddpm_run=ddpm_run, dataset="fashion-mnist")
+    with pytest.raises(ConfigError, match="at most the DDPM's T = 20"):
+        cg(ddpm_run=ddpm_run, sample_steps=50)
+    exp = cg(ddpm_run=ddpm_run, lr=0.05)
+    fit(exp, str(tmp_path / "cg"), steps=3, progress=False)
+    assert (tmp_path / "cg" / "guidance.png").stat().st_size > 500
+    y = np.array([3, 3, 7])
+    tg.manual_seed(5)
+    plain = exp.sample(3, y, scale=0.0)
+    tg.manual_seed(5)
+    guided = exp.sample(3, y, scale=20.0)
+    assert plain.shape == (3, 1, 28, 28) and 0 <= guided.min() and guided.max() <= 1
+    assert np.abs(plain - guided).max() > 1e-3          # the classifier's gradient acts
+    m = exp.evaluate()
+    assert set(m["noisy_accuracy"]) == {"1", "5", "10", "15"}
+    assert all(0 <= a <= 1 for a in m["noisy_accuracy"].values())

@@ -152,3 +152,25 @@ def test_label_dropout():
     assert (drop_labels(y, 0.0, 10, rng) == y).all() and (drop_labels(y, 1.0, 10, rng) == 10).all()
     with pytest.raises(ValueError, match="p_uncond"):
         drop_labels(y, 1.5, 10, rng)
+
+
+def test_classifier_guided_eps_is_the_score_shift_and_ddim_draws_the_class():
+    """eps' = eps - s sqrt(1 - a) grad log p(c | x_t): with s = 1 it is the exact
+    conditional eps (Bayes: grad log p(x_t | c) = grad log p(x_t) + grad log p(c | x_t)),
+    so deterministic DDIM with it draws p(x | c)."""
+    from tinygen.models.diffusion.ddim import ddim_sample
+    from tinygen.models.diffusion.guidance import classifier_guided_eps
+    rng = np.random.default_rng(4)
+    x = tg.tensor(rng.standard_normal((6, 1)))
+    t, y = np.full(6, 400), np.array([0, 1, 1, 0, 1, 0])
+    guided = classifier_guided_eps(DIFFUSION, exact_eps, log_p_class, y, 1.0)
+    np.testing.assert_allclose(guided(x, t).numpy(), exact_eps(x, t, y).numpy(), rtol=1e-9,
+                               atol=1e-12)
+    unguided = classifier_guided_eps(DIFFUSION, exact_eps, log_p_class, y, 0.0)
+    np.testing.assert_array_equal(unguided(x, t).numpy(), exact_eps(x, t).numpy())
+    n = 2000
+    labels = np.arange(n) % 2
+    out = ddim_sample(DIFFUSION, classifier_guided_eps(DIFFUSION, exact_eps, log_p_class,
+                                                       labels, 1.0), (n, 1), 1000).numpy()
+    assert out[labels == 1].mean() == pytest.approx(1.0, abs=0.05)
+    assert out[labels == 0].mean() == pytest.approx(-1.0, abs=0.05)

@@ -66,6 +66,10 @@ REGISTRY = {
                       "ClassifierFreeGuidanceExperiment", DATASETS,
                       "class-conditional DDPM with classifier-free guidance (Ho & Salimans "
                       "2022); --guidance omega, --p-uncond"),
+    "ddpm-cg": Entry("tinygen.experiments.diffusion.classifier_guidance",
+                     "ClassifierGuidanceExperiment", DATASETS,
+                     "classifier guidance (Dhariwal & Nichol 2021): trains a noisy-image "
+                     "classifier for a ddpm run (--ddpm-run) and samples it guided (--scale)"),
 }
 
 

@@ -5,11 +5,18 @@
     ddpm.py         the DDPM (Ho et al. 2020): q(x_t | x_0) in closed form, the posterior,
                     L_simple, ancestral sampling, the variational bound with its
                     discretised Gaussian decoder
-    unet.py         eps_theta(x_t, t): a small U-Net for 28x28 images, an MLP for points
+    unet.py         eps_theta(x_t, t): a small U-Net for 28x28 images, an MLP for points;
+                    the noisy-image classifier p_phi(c | x_t, t) of classifier guidance
+    ddim.py         DDIM (Song et al. 2021): few-step, deterministic or stochastic sampling
+    guidance.py     classifier guidance (Dhariwal & Nichol 2021) and classifier-free
+                    guidance (Ho & Salimans 2022)
+    applications.py inpainting (with RePaint's resampling) and denoising
 """
 from .ddpm import GaussianDiffusion, discretized_gaussian_log_likelihood
 from .schedule import NoiseSchedule
-from .unet import MLPDenoiser, ResBlock, SelfAttention, UNet, timestep_embedding
+from .unet import (MLPDenoiser, NoisyClassifier, ResBlock, SelfAttention, UNet,
+                   timestep_embedding)
 
 __all__ = ["GaussianDiffusion", "discretized_gaussian_log_likelihood", "NoiseSchedule",
-           "MLPDenoiser", "ResBlock", "SelfAttention", "UNet", "timestep_embedding"]
+           "MLPDenoiser", "NoisyClassifier", "ResBlock", "SelfAttention", "UNet",
+           "timestep_embedding"]

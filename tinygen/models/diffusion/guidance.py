@@ -9,7 +9,11 @@ the classifier's gradient (Dhariwal & Nichol, Algorithm 1),
     mu' = mu + s Sigma grad_{x_t} log p_phi(c | x_t),        Sigma = sigma_t^2 I,       (1)
 
 with the guidance scale s (s = 1 samples p(x | c) in the small-step limit; larger s
-sharpens it toward the classifier's modes).
+sharpens it toward the classifier's modes). For DDIM, which has no Sigma, the same tilt
+enters through the noise prediction, since eps = -sqrt(1 - alpha_bar_t) grad log p(x_t)
+(Dhariwal & Nichol, Algorithm 2):
+
+    eps'(x_t) = eps_theta(x_t, t) - s sqrt(1 - alpha_bar_t) grad_{x_t} log p_phi(c | x_t).  (1')
 
 Classifier-free guidance. One network eps_theta(x_t, t, c) learns both the conditional
 and the unconditional noise: during training the label is replaced by a "no label"
@@ -28,6 +32,7 @@ Symbols and code:
     eps^ of (2)                 classifier_free_eps(eps_model, omega)       a callable
     grad log p_phi(c | x_t)     classifier_gradient(log_prob, x_t, t, y)    like x_t
     mu' of (1)                  classifier_guided_mean(mu, sigma2, grad, s) like x_t
+    eps' of (1')                classifier_guided_eps(...)                  a callable
     sampling with (1)           classifier_guided_sample(...)               (n, ...)
 """
 from __future__ import annotations
@@ -36,7 +41,7 @@ import math
 
 import numpy as np
 
-from ... import enable_grad, grad, no_grad, randn
+from ... import enable_grad, grad, no_grad, randn, tensor
 
 
 def drop_labels(y, p_uncond: float, num_classes: int, rng):
@@ -84,6 +89,22 @@ def classifier_gradient(log_prob, x_t, t, y):
 def classifier_guided_mean(mean, sigma2: float, gradient, scale: float):
     """mu' = mu + s sigma_t^2 grad_{x_t} log p_phi(c | x_t), eq. (1) with Sigma = sigma_t^2 I."""
     return mean + (scale * sigma2) * gradient
+
+
+def classifier_guided_eps(diffusion, eps_model, log_prob, y, scale: float):
+    """eps'(x_t, t) = eps_theta(x_t, t) - s sqrt(1 - alpha_bar_t) grad log p_phi(y | x_t, t),
+    eq. (1'): a callable (x_t, t) -> eps' for DDIM (or any eps-based sampler), y the
+    classes (N,) of the batch it will be called on."""
+    abar = diffusion.schedule.alpha_bars
+
+    def guided(x_t, t):
+        eps = eps_model(x_t, t)
+        if not scale:
+            return eps
+        g = classifier_gradient(log_prob, x_t, t, y)
+        coef = (scale * np.sqrt(1 - abar[np.asarray(t)])).reshape((-1,) + (1,) * (x_t.ndim - 1))
+        return eps - tensor(coef.astype(x_t.dtype), device=x_t.device) * g
+    return guided
 
 
 @no_grad()

@@ -172,3 +172,45 @@ class MLPDenoiser(nn.Module):
 
     def forward(self, x, t, y=None):
         return self.net(cat([x, self.embed(t, y, x.shape[0], x.device)], 1))
+
+
+class NoisyClassifier(nn.Module):
+    """p_phi(c | x_t, t) for classifier guidance (Dhariwal & Nichol 2021): the U-Net's
+    downsampling half (ResBlocks reading the time embedding, at 28, 14 and 7 pixels),
+    GroupNorm-SiLU, the average over positions, and a linear layer to the class logits:
+    (N, 1, 28, 28), (N,) steps -> (N, num_classes) logits.
+
+    Args:
+        num_classes: K. channels: width c at 28x28 (2c below). time_dim: embedding size.
+    """
+
+    def __init__(self, num_classes: int = 10, channels: int = 16, time_dim: int = 64,
+                 in_channels: int = 1):
+        super().__init__()
+        c, d = channels, time_dim
+        self.time_dim, self.num_classes = d, None   # ``embed`` reads no label
+        self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
+        self.label_emb = None
+        self.conv_in = nn.Conv2d(in_channels, c, 3, padding=1)
+        self.block1 = ResBlock(c, c, d)
+        self.down1 = nn.Conv2d(c, 2 * c, 3, stride=2, padding=1)
+        self.block2 = ResBlock(2 * c, 2 * c, d)
+        self.down2 = nn.Conv2d(2 * c, 2 * c, 3, stride=2, padding=1)
+        self.block3 = ResBlock(2 * c, 2 * c, d)
+        self.norm = nn.GroupNorm(8, 2 * c)
+        self.head = nn.Linear(2 * c, num_classes)
+
+    embed = UNet.embed
+
+    def forward(self, x, t):
+        emb = self.embed(t, None, x.shape[0], x.device)
+        h = self.block1(self.conv_in(x), emb)
+        h = self.block2(self.down1(h), emb)
+        h = self.block3(self.down2(h), emb)
+        h = F.silu(self.norm(h)).mean(axis=(2, 3))             # (N, 2c)
+        return self.head(h)
+
+    def log_prob(self, x, t, y):
+        """log p_phi(y | x_t, t) (N,), as ``guidance`` needs it."""
+        logp = F.log_softmax(self(x, t), axis=1)
+        return logp[np.arange(x.shape[0]), np.asarray(y)]
