@@ -30,7 +30,7 @@ from ...models.diffusion.ddim import ddim_sample
 from ...models.diffusion.guidance import classifier_free_eps, drop_labels
 from ...random import generator
 from ..base import fraction, non_negative
-from .ddpm import DDPMExperiment
+from .ddpm import DDPMExperiment, in_chunks
 
 NUM_CLASSES = 10
 SWEEP = (0.0, 0.5, 2.0, 4.0)
@@ -89,7 +89,9 @@ class ClassifierFreeGuidanceExperiment(DDPMExperiment):
 
     def sample(self, n, y=None, omega=None):
         """n images (n, 1, 28, 28) in [0, 1] of the classes y (default 0..9 in turn)."""
-        return np.clip((self.sample_raw(n, y=y, omega=omega) + 1) / 2, 0, 1)
+        y = np.arange(n) % NUM_CLASSES if y is None else np.asarray(y)
+        x = in_chunks(lambda m, labels: self.sample_raw(m, y=labels, omega=omega), n, y)
+        return np.clip((x + 1) / 2, 0, 1)
 
     def _measure(self, n, omega, clf):
         from ..classifier import class_accuracy, fid

@@ -34,6 +34,7 @@ from ...models.diffusion.unet import NoisyClassifier
 from ...nn import functional as F
 from ...random import randint
 from ..base import ConfigError, Experiment
+from .ddpm import in_chunks
 
 NUM_CLASSES = 10
 
@@ -113,12 +114,16 @@ class ClassifierGuidanceExperiment(Experiment):
         y = np.arange(n) % NUM_CLASSES if y is None else np.asarray(y)
         scale = self.config["scale"] if scale is None else scale
         self.model.eval()
-        with self.ddpm._ema_weights():
+
+        def draw(m, labels):
             eps = classifier_guided_eps(self.diffusion, self.ddpm.eps_model(),
-                                        self.model.log_prob, y, scale)
-            x = ddim_sample(self.diffusion, eps, (n, 1, 28, 28), self.config["sample_steps"],
-                            0.0, self.device, clip_x0=(-1.0, 1.0))
-        return np.clip((x.numpy() + 1) / 2, 0, 1)
+                                        self.model.log_prob, labels, scale)
+            return ddim_sample(self.diffusion, eps, (m, 1, 28, 28),
+                               self.config["sample_steps"], 0.0, self.device,
+                               clip_x0=(-1.0, 1.0)).numpy()
+        with self.ddpm._ema_weights():
+            x = in_chunks(draw, n, y)
+        return np.clip((x + 1) / 2, 0, 1)
 
     @no_grad()
     def noisy_accuracy(self, t, n=2000):
