@@ -11,12 +11,20 @@
     guidance.py     classifier guidance (Dhariwal & Nichol 2021) and classifier-free
                     guidance (Ho & Salimans 2022)
     applications.py inpainting (with RePaint's resampling) and denoising
+    sde.py          the score-SDE view (Song et al. 2021): the VP SDE, the reverse SDE with
+                    predictor-corrector sampling, the probability-flow ODE (RK4,
+                    Dormand-Prince) and its exact likelihood, denoising score matching
 """
 from .ddpm import GaussianDiffusion, discretized_gaussian_log_likelihood
 from .schedule import NoiseSchedule
+from .sde import (VPSDE, divergence, dsm_loss, dsm_target, langevin_step, ode_log_likelihood,
+                  ode_sample, odeint, probability_flow_drift, reverse_sde_sample,
+                  score_from_eps)
 from .unet import (MLPDenoiser, NoisyClassifier, ResBlock, SelfAttention, UNet,
                    timestep_embedding)
 
 __all__ = ["GaussianDiffusion", "discretized_gaussian_log_likelihood", "NoiseSchedule",
            "MLPDenoiser", "NoisyClassifier", "ResBlock", "SelfAttention", "UNet",
-           "timestep_embedding"]
+           "timestep_embedding", "VPSDE", "divergence", "dsm_loss", "dsm_target",
+           "langevin_step", "ode_log_likelihood", "ode_sample", "odeint",
+           "probability_flow_drift", "reverse_sde_sample", "score_from_eps"]

@@ -58,14 +58,15 @@ def ddim_step(diffusion, eps, x_t, t: int, t_prev: int, eta: float = 0.0, z=None
     sigma = eta * math.sqrt((1 - a_prev) / (1 - a)) * math.sqrt(1 - a / a_prev)
     x_prev = math.sqrt(a_prev) * x0 + math.sqrt(max(1 - a_prev - sigma ** 2, 0.0)) * eps
     if sigma > 0:
-        x_prev = x_prev + sigma * (randn(*x_t.shape, device=x_t.device) if z is None else z)
+        x_prev = x_prev + sigma * (randn(*x_t.shape, device=x_t.device, dtype=x_t.dtype)
+                                   if z is None else z)
     return x_prev, x0
 
 
 @no_grad()
 def ddim_sample(diffusion, eps_model, shape, steps: int = 50, eta: float = 0.0,
                 device="cpu", x_T=None, clip_x0=None, noise=None, progress=None,
-                **model_kwargs):
+                dtype=np.float32, **model_kwargs):
     """DDIM sampling in ``steps`` network evaluations (module docstring).
 
     Args:
@@ -76,6 +77,7 @@ def ddim_sample(diffusion, eps_model, shape, steps: int = 50, eta: float = 0.0,
         clip_x0: (low, high) for images; None for exact math.
         noise: a callable i -> z for the i-th step's noise (tests); default fresh draws.
         progress: a callable wrapping the iterator of steps (e.g. tqdm).
+        dtype: of the fresh x_T (the noise follows x's dtype).
         model_kwargs: for the model (e.g. y).
 
     Returns x_0, a Tensor of ``shape``.
@@ -84,7 +86,9 @@ def ddim_sample(diffusion, eps_model, shape, steps: int = 50, eta: float = 0.0,
     if eta < 0:
         raise ValueError(f"DDIM eta must be >= 0, got {eta}")
     taus = ddim_timesteps(diffusion.T, steps)
-    x = randn(*shape, device=device) if x_T is None else x_T
+    x = randn(*shape, device=device, dtype=dtype) if x_T is None else x_T
+    if tuple(x.shape) != tuple(shape):
+        raise ValueError(f"x_T has shape {x.shape}, the samples {tuple(shape)}")
     order = range(len(taus) - 1, -1, -1)
     for i in (progress(order) if progress else order):
         t, t_prev = int(taus[i]), int(taus[i - 1]) if i > 0 else 0

@@ -175,7 +175,7 @@ class GaussianDiffusion:
         n = x_0.shape[0]
         t = randint(1, self.T + 1, size=(n,)).numpy() if t is None else t
         if eps is None:
-            eps = randn(*x_0.shape, device=x_0.device)
+            eps = randn(*x_0.shape, device=x_0.device, dtype=x_0.dtype)
         x_t = self.q_sample(x_0, t, eps)
         return ((eps - eps_model(x_t, t, **model_kwargs)) ** 2).mean()
 
@@ -189,12 +189,12 @@ class GaussianDiffusion:
         if t == 1:
             return mean, eps
         if z is None:
-            z = randn(*x_t.shape, device=x_t.device)
+            z = randn(*x_t.shape, device=x_t.device, dtype=x_t.dtype)
         return mean + math.sqrt(float(self.sigma2(t))) * z, eps
 
     @no_grad()
     def sample(self, eps_model, shape, device="cpu", x_T=None, clip_x0=None,
-               trajectory_at=(), progress=None, **model_kwargs):
+               trajectory_at=(), progress=None, dtype=np.float32, **model_kwargs):
         """Ancestral sampling, Algorithm 2 of Ho et al.: x_T ~ N(0, I), then T steps down.
 
         Args:
@@ -204,12 +204,13 @@ class GaussianDiffusion:
             clip_x0: (low, high) for images (see ``p_mean``); None for exact math.
             trajectory_at: steps t whose x_t to return too (0 for the final x_0).
             progress: a callable wrapping the iterator of steps (e.g. tqdm), or None.
+            dtype: of the fresh x_T (the noise follows x's dtype).
             model_kwargs: for the model (e.g. y, the class labels).
 
         Returns x_0 (a Tensor of ``shape``), or (x_0, {t: x_t as NumPy}) when
         trajectory_at is given.
         """
-        x = randn(*shape, device=device) if x_T is None else x_T
+        x = randn(*shape, device=device, dtype=dtype) if x_T is None else x_T
         keep = {}
         steps = range(self.T, 0, -1)
         for t in (progress(steps) if progress else steps):
@@ -239,7 +240,7 @@ class GaussianDiffusion:
         n = x_0.shape[0]
         ts = np.full(n, t)
         if eps is None:
-            eps = randn(*x_0.shape, device=x_0.device)
+            eps = randn(*x_0.shape, device=x_0.device, dtype=x_0.dtype)
         x_t = self.q_sample(x_0, ts, eps)
         mean = self.p_mean(x_t, ts, eps_model(x_t, ts, **model_kwargs))
         if t == 1:

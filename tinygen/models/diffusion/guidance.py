@@ -129,5 +129,6 @@ def classifier_guided_sample(diffusion, eps_model, log_prob, y, scale: float, sh
         if scale:
             mean = classifier_guided_mean(mean, sigma2, classifier_gradient(log_prob, x, ts, y),
                                           scale)
-        x = mean if t == 1 else mean + math.sqrt(sigma2) * randn(*shape, device=device)
+        x = mean if t == 1 else mean + math.sqrt(sigma2) * randn(*shape, device=device,
+                                                                 dtype=x.dtype)
     return x
