@@ -50,6 +50,10 @@ def test_linear_schedule_is_ho_et_al():
     s = NoiseSchedule.linear()
     assert s.betas[1] == pytest.approx(1e-4) and s.betas[1000] == pytest.approx(0.02)
     assert s.alpha_bars[-1] == pytest.approx(4.04e-5, rel=0.01)
+    # fewer steps, larger betas: x_T is as close to noise as with T = 1000
+    short = NoiseSchedule.linear(100)
+    assert short.betas[1] == pytest.approx(1e-3) and short.betas[100] == pytest.approx(0.2)
+    assert short.alpha_bars[-1] < 1e-4
 
 
 def test_cosine_schedule_formula():

@@ -69,11 +69,14 @@ def test_images_enter_the_model_in_minus_one_to_one_and_leave_in_zero_to_one(tmp
 
 @needs_mnist
 def test_evaluation_reports_the_bound_in_bits_per_dim(tmp_path):
-    exp = experiment("mnist", channels=8, batch_size=8, timesteps=10, sample_steps=5,
-                     eval_nll_n=3, eval_inpaint_n=2, eval_fid=False)
+    exp = experiment("mnist", channels=8, batch_size=8, timesteps=50, sample_steps=5,
+                     eval_nll_n=3, eval_ode_nll_n=2, eval_inpaint_n=2, eval_fid=False)
     fit(exp, str(tmp_path), steps=2, progress=False)
     m = exp.evaluate()
     assert m["inpainting_images"] == 2 and 0 < m["inpainting_mse"] < 1
+    ode = m["probability_flow_ode"]
+    assert ode["data_variant"] == "dequantized_8bit" and ode["nll_images"] == 2
+    assert ode["bits_per_dim"] == pytest.approx(ode["nll_nats"] / (784 * math.log(2)) + 7)
     assert m["nll_estimator"] == "variational_bound" and m["data_variant"] == "discrete_8bit"
     assert m["nll_images"] == 3 and m["nll_standard_error"] > 0
     assert m["bits_per_dim"] == pytest.approx(m["nll_nats"] / (784 * math.log(2)))
@@ -96,7 +99,8 @@ def test_the_command_trains_samples_and_evaluates_a_toy_ddpm(tmp_path, capsys):
     assert main(["eval", out]) == 0
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert set(metrics) >= {"modes_covered", "high_quality_fraction",
-                            "sampling_seconds_per_1000"}
+                            "sampling_seconds_per_1000", "probability_flow_ode"}
+    assert metrics["probability_flow_ode"]["nll_estimator"] == "probability_flow_ode"
     for picture in ("samples.png", "reverse.png", "curves.png"):
         assert (tmp_path / "run" / picture).stat().st_size > 1000
     capsys.readouterr()
@@ -131,6 +135,51 @@ def test_a_small_ddpm_covers_the_modes_of_8gaussians(tmp_path):
     cover = mode_coverage(exp.sample(2000), centers, std)
     assert cover["modes_covered"] == 8 and cover["high_quality_fraction"] > 0.8
     assert cover["counts"].min() > 2000 / 8 / 2      # no mode starved
+    # the probability-flow ODE's NLL of test points is a cross-entropy of a density: at
+    # least the data's entropy, log 8 + log(2 pi e std^2) = 2.84 nats
+    ode = exp.ode_nll(300)
+    entropy = math.log(8) + math.log(2 * math.pi * math.e * std ** 2)
+    assert ode["nll_nats"] > entropy - 3 * ode["nll_standard_error"]
+
+
+class ExactMixtureEps:
+    """E[eps | x_t] for data from an equal-weight mixture of N(m_k, s^2 I): given the
+    component, x_t ~ N(sqrt(a) m_k, v I) with v = a s^2 + 1 - a, so E[eps | x_t] is the
+    responsibility-weighted sum of sqrt(1 - a) (x_t - sqrt(a) m_k) / v."""
+
+    def __init__(self, centers, std, alpha_bars):
+        self.m, self.s2, self.alpha_bars = np.asarray(centers, np.float64), std ** 2, alpha_bars
+
+    def eval(self):
+        return self
+
+    def __call__(self, x, t, y=None):
+        """Engine ops throughout: the ODE's divergence differentiates through it."""
+        from tinygen.nn import functional as F
+        a = np.interp(np.asarray(t, np.float64), np.arange(len(self.alpha_bars)),
+                      self.alpha_bars)[:, None, None]           # real steps: interpolate
+        v = a * self.s2 + 1 - a
+        const = lambda arr: tg.tensor(np.asarray(arr, dtype=x.dtype))   # noqa: E731
+        n = x.shape[0]
+        diff = x.reshape(n, 1, 2) - const(np.sqrt(a) * self.m[None])          # (N, K, 2)
+        r = F.softmax(-(diff ** 2).sum(axis=2) / const(2 * v[:, :, 0]), axis=1)
+        return (r.reshape(n, -1, 1) * diff).sum(axis=1) * const(np.sqrt(1 - a[:, 0]) / v[:, 0])
+
+
+def test_the_recipe_ode_nll_is_the_data_nll_for_the_exact_model():
+    """With the exact eps of 8gaussians in place of the network, the recipe's
+    probability-flow NLL of test points (noise-level matching, the start at the first
+    step's noise, Dormand-Prince, the exact 2-D divergence) equals their true NLL under
+    the mixture, computed directly."""
+    exp = experiment("8gaussians", eval_ode_nll_n=200)
+    centers, std = toy_modes("8gaussians")
+    exp.model = ExactMixtureEps(centers, std, exp.diffusion.schedule.alpha_bars)
+    exp.ema = None
+    x = exp.images("test")[0][:200].astype(np.float64)
+    d2 = ((x[:, None, :] - centers[None]) ** 2).sum(axis=2)
+    log_p = np.log(np.exp(-d2 / (2 * std ** 2)).mean(axis=1)) - math.log(2 * math.pi * std ** 2)
+    ode = exp.ode_nll(200)
+    assert ode["nll_nats"] == pytest.approx(-log_p.mean(), abs=0.02)
 
 
 @needs_mnist

@@ -44,6 +44,8 @@ METRICS = {
     "guidance_sweep": "omega -> {class_accuracy, fid_lenet}: guidance's trade-off",
     "ddim_sweep": "sampler -> {fid_lenet, sampling_seconds_per_1000}: DDIM's steps",
     "noisy_accuracy": "t -> accuracy of a noisy-image classifier on test images at t",
+    "probability_flow_ode": "a second NLL of a diffusion model: {nll_nats, "
+                            "nll_estimator, bits_per_dim, ...} by its ODE",
     "modes_covered": "how many of a toy mixture's modes the samples cover",
     "high_quality_fraction": "fraction of samples near a mode of a toy mixture",
     "recon_mse": "test reconstruction error, mean squared error per pixel",

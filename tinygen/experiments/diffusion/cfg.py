@@ -41,7 +41,8 @@ class ClassifierFreeGuidanceExperiment(DDPMExperiment):
 
     name = "ddpm-cfg"
     defaults = {**DDPMExperiment.defaults, "p_uncond": 0.1, "guidance": 2.0,
-                "eval_guidance_n": 1000, "eval_nll_n": 0, "eval_inpaint_n": 0,
+                "eval_guidance_n": 1000, "eval_nll_n": 0, "eval_ode_nll_n": 0,
+                "eval_inpaint_n": 0,
                 "eval_ddim_sweep_n": 0}
     toy_defaults = {}
     rules = {**DDPMExperiment.rules, "p_uncond": fraction, "guidance": non_negative,

@@ -76,12 +76,19 @@ class NoiseSchedule:
                 0.0)
 
     @classmethod
-    def linear(cls, T: int = 1000, beta_1: float = 1e-4, beta_T: float = 0.02):
+    def linear(cls, T: int = 1000, beta_1: float | None = None, beta_T: float | None = None):
         """beta_t rising linearly from beta_1 to beta_T (Ho et al. 2020, section 4:
         1e-4 to 0.02 with T = 1000, so that alpha_bar_T = 4e-5 and x_T is almost pure
-        noise)."""
+        noise). Unset, both scale with 1000 / T (as in Nichol & Dhariwal's code), so
+        that sum beta_t, hence alpha_bar_T, stays that of T = 1000 for any T: with T =
+        200 and the unscaled 1e-4..0.02, alpha_bar_T would be 0.13, far from noise.
+        Below T = 50 the scaled betas would pass 1: they are clipped at 0.999 (such short
+        chains are for tests and quick trials)."""
         _check_T(T)
-        return cls(np.linspace(beta_1, beta_T, T))
+        scale = 1000 / T
+        beta_1 = 1e-4 * scale if beta_1 is None else beta_1
+        beta_T = 0.02 * scale if beta_T is None else beta_T
+        return cls(np.minimum(np.linspace(beta_1, beta_T, T), 0.999))
 
     @classmethod
     def cosine(cls, T: int = 1000, s: float = 0.008, max_beta: float = 0.999):
