@@ -54,7 +54,7 @@ def test_demo_runs_and_writes_its_pictures(demo, extra, pictures, tmp_path):
                     "--steps", "30", "--eval-n", "500"], ["samples.png", "progress.png"]),
     ("wgan_gp_toy.py", ["--steps", "20", "--eval-n", "1000"], ["samples.png"]),
     ("ddpm_toy.py", ["--steps", "100", "--timesteps", "100", "--eval-n", "500"],
-     ["forward.png", "reverse.png", "score.png"]),
+     ["forward.png", "reverse.png", "score.png", "ode.png", "density.png"]),
     ("gan_problems.py", ["--quick"],
      ["vanishing_gradients.png", "mode_collapse.png", "dirac_gan.png",
       "low_dimensional_support.png"]),
