@@ -311,3 +311,46 @@ def test_classifier_guidance_recipe(tmp_path, capsys):
     m = exp.evaluate()
     assert set(m["noisy_accuracy"]) == {"1", "5", "10", "15"}
     assert all(0 <= a <= 1 for a in m["noisy_accuracy"].values())
+
+
+# ---- latent diffusion
+@needs_mnist
+def test_latent_diffusion_on_a_vae_run(tmp_path):
+    vae_cls = get_experiment("vae")
+    vae_run = str(tmp_path / "vae")
+    fit(vae_cls({**vae_cls.defaults, "model": "vae", "dataset": "mnist", "seed": 0,
+                 "device": "cpu", "latent_dim": 4, "hidden": 16}), vae_run, steps=20,
+        progress=False)
+    cls = get_experiment("ldm")
+
+    def ldm(**config):
+        return cls({**cls.defaults, "model": "ldm", "dataset": "mnist", "seed": 0,
+                    "device": "cpu", "hidden": 16, "timesteps": 50, "eval_n": 30,
+                    "eval_fid": False, **config})
+    with pytest.raises(ConfigError, match="--autoencoder-run '': give the run folder"):
+        ldm()
+    with pytest.raises(ConfigError, match="not fashion-mnist"):
+        ldm(autoencoder_run=vae_run, dataset="fashion-mnist")
+    ddpm_run = str(tmp_path / "ddpm")
+    fit(experiment("mnist", channels=8, batch_size=8, timesteps=20, sample_steps=4,
+                   eval_fid=False), ddpm_run, steps=1, progress=False)
+    with pytest.raises(ConfigError, match="give a run of tinygen train vae"):
+        ldm(autoencoder_run=ddpm_run)
+    exp = ldm(autoencoder_run=vae_run)
+    z = exp.latents()
+    assert z.shape == (60000, 4)
+    np.testing.assert_allclose(z.mean(axis=0), 0, atol=1e-4)
+    np.testing.assert_allclose(z.std(axis=0), 1, rtol=1e-3)
+    fit(exp, str(tmp_path / "ldm"), steps=5, progress=False)
+    images = exp.sample(3)
+    assert images.shape == (3, 1, 28, 28) and 0 <= images.min() and images.max() <= 1
+    # decoding the unscaled latent means of test digits is the first stage's round trip
+    x = exp.images("test")[0][:5]
+    vae = exp.autoencoder.model
+    with tg.no_grad():
+        direct = vae.mean(vae.decode(vae.encode(tg.tensor(x))[0])).numpy().reshape(-1, 1, 28, 28)
+    np.testing.assert_allclose(exp.decode(exp.encode(x)), direct, rtol=1e-5, atol=1e-6)
+    m = exp.evaluate()
+    assert m["eval_images"] == 30 and m["sampling_seconds_per_1000"] > 0
+    for picture in ("samples.png", "reconstructions.png"):
+        assert (tmp_path / "ldm" / picture).stat().st_size > 500

@@ -70,6 +70,9 @@ REGISTRY = {
                      "ClassifierGuidanceExperiment", DATASETS,
                      "classifier guidance (Dhariwal & Nichol 2021): trains a noisy-image "
                      "classifier for a ddpm run (--ddpm-run) and samples it guided (--scale)"),
+    "ldm": Entry("tinygen.experiments.diffusion.latent", "LatentDiffusionExperiment",
+                 DATASETS, "latent diffusion (Rombach et al. 2022): a DDPM in the latent "
+                           "space of a trained VAE run (--autoencoder-run)"),
 }
 
 
