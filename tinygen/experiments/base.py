@@ -78,6 +78,20 @@ def fraction(value):
     return None if 0 <= value < 1 else "must lie in [0, 1)"
 
 
+def run_folder(what: str):
+    """A rule for an option naming another run's folder: it must hold a checkpoint.
+    ``what`` says which run, e.g. "a trained VAE (tinygen train vae)"."""
+    import os
+
+    def rule(value):
+        if not value:
+            return f"give the run folder of {what}"
+        if not os.path.isfile(os.path.join(value, "checkpoint.npz")):
+            return "holds no trained run (no checkpoint.npz)"
+        return None
+    return rule
+
+
 def one_of(*choices):
     def rule(value):
         return None if value in choices else f"choose one of {', '.join(map(str, choices))}"

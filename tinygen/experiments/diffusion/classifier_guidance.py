@@ -33,18 +33,10 @@ from ...models.diffusion.guidance import classifier_guided_eps
 from ...models.diffusion.unet import NoisyClassifier
 from ...nn import functional as F
 from ...random import randint
-from ..base import ConfigError, Experiment
+from ..base import ConfigError, Experiment, run_folder
 from .ddpm import in_chunks
 
 NUM_CLASSES = 10
-
-
-def _a_run_folder(value):
-    if not value:
-        return "give the run folder of a trained unconditional DDPM (tinygen train ddpm)"
-    if not os.path.isfile(os.path.join(value, "checkpoint.npz")):
-        return "holds no trained run (no checkpoint.npz)"
-    return None
 
 
 class ClassifierGuidanceExperiment(Experiment):
@@ -54,7 +46,8 @@ class ClassifierGuidanceExperiment(Experiment):
     defaults = {"ddpm_run": "", "channels": 16, "time_dim": 64, "batch_size": 128,
                 "lr": 1e-3, "lr_schedule": "cosine", "epochs": 3, "scale": 3.0,
                 "sample_steps": 50, "eval_n": 10000, "eval_fid": True}
-    rules = {"ddpm_run": _a_run_folder, "scale": lambda v: None if v >= 0 else
+    rules = {"ddpm_run": run_folder("a trained unconditional DDPM (tinygen train ddpm)"),
+             "scale": lambda v: None if v >= 0 else
              "must be 0 or more"}
     help = {"ddpm_run": "run folder of the trained unconditional DDPM to guide",
             "channels": "classifier width c (2c at 14x14 and 7x7)",

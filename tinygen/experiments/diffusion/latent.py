@@ -32,17 +32,12 @@ from tqdm import tqdm
 from ... import no_grad, tensor
 from ...models.diffusion import GaussianDiffusion, MLPDenoiser, NoiseSchedule
 from ...models.diffusion.ddim import ddim_sample
-from ..base import ConfigError, Experiment, fraction, one_of
+from ..base import ConfigError, Experiment, fraction, one_of, run_folder
 
 SAMPLERS = ("ancestral", "ddim")
 
 
-def _a_run_folder(value):
-    if not value:
-        return "give the run folder of a trained VAE (tinygen train vae)"
-    if not os.path.isfile(os.path.join(value, "checkpoint.npz")):
-        return "holds no trained run (no checkpoint.npz)"
-    return None
+AUTOENCODER_RUN = run_folder("a trained VAE (tinygen train vae)")
 
 
 class LatentDiffusionExperiment(Experiment):
@@ -53,7 +48,7 @@ class LatentDiffusionExperiment(Experiment):
                 "batch_size": 256, "lr": 1e-3, "lr_schedule": "cosine", "ema_decay": 0.999,
                 "epochs": 85, "sampler": "ancestral", "sample_steps": 50,
                 "eval_n": 10000, "eval_fid": True}
-    rules = {"autoencoder_run": _a_run_folder, "sampler": one_of(*SAMPLERS),
+    rules = {"autoencoder_run": AUTOENCODER_RUN, "sampler": one_of(*SAMPLERS),
              "ema_decay": fraction}
     help = {"autoencoder_run": "run folder of the trained VAE whose latent space to use",
             "timesteps": "T", "hidden": "MLP width", "depth": "MLP hidden layers",
@@ -67,7 +62,7 @@ class LatentDiffusionExperiment(Experiment):
         from .. import get_experiment
         from ...train import load_experiment
         run = config.get("autoencoder_run", "")
-        problem = _a_run_folder(run)
+        problem = AUTOENCODER_RUN(run)
         if problem:
             raise ConfigError(f"--autoencoder-run {run!r}: {problem}")
         self.autoencoder = load_experiment(run, get_experiment, config.get("device", "cpu"))
