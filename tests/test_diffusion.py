@@ -192,9 +192,35 @@ def ancestral_moments(diffusion):
         k = beta / math.sqrt(1 - a)
         A, B = (1 - k * c) / math.sqrt(alpha), k * c * math.sqrt(a) * M / math.sqrt(alpha)
         mean, var = A * mean + B, A * A * var
-        if t > 1:
-            var += float(diffusion.sigma2(t))
+        if t > 1:   # sigma_t^2 by hand: beta_t, or beta~_t = (1 - a_{t-1}) / (1 - a_t) beta_t
+            var += beta if diffusion.variance == "beta" else \
+                (1 - s.alpha_bars[t - 1]) / (1 - a) * beta
     return mean, var
+
+
+@pytest.mark.parametrize("eta", [0.3, 0.8])
+def test_stochastic_ddim_on_gaussian_data(eta):
+    """0 < eta < 1 and S < T: each step of eq. (12) is x' = A x + B + sigma z with
+    sigma = eta sqrt((1 - a') / (1 - a)) sqrt(1 - a / a'); the samples' moments match
+    that recursion's, computed here by hand."""
+    d = GaussianDiffusion(NoiseSchedule.linear(1000))
+    S, s = 50, d.schedule
+    taus = ddim_timesteps(1000, S)
+    mean, var = 0.0, 1.0
+    for i in range(S - 1, -1, -1):
+        t, tp = taus[i], (taus[i - 1] if i > 0 else 0)
+        a, ap = s.alpha_bars[t], s.alpha_bars[tp]
+        c = math.sqrt(1 - a) / (a * S2 + 1 - a)               # eps = c x - c sqrt(a) M
+        sigma2 = eta ** 2 * (1 - ap) / (1 - a) * (1 - a / ap)
+        k = math.sqrt(1 - ap - sigma2)
+        # x0 = (x - sqrt(1 - a) eps) / sqrt(a); x' = sqrt(a') x0 + k eps + sigma z
+        A = math.sqrt(ap) * (1 - math.sqrt(1 - a) * c) / math.sqrt(a) + k * c
+        B = -(math.sqrt(ap) * (-math.sqrt(1 - a) * c) / math.sqrt(a) + k * c) * math.sqrt(a) * M
+        mean, var = A * mean + B, A * A * var + sigma2
+    n = 60_000
+    x = ddim_sample(d, optimal_eps(d), (n // 4, 4), S, eta=eta).numpy().ravel()
+    assert abs(x.mean() - mean) < 5 * math.sqrt(var / n)
+    assert abs(x.var() - var) < 5 * var * math.sqrt(2 / n)
 
 
 @pytest.mark.parametrize("schedule", ["linear", "cosine"])
@@ -346,13 +372,15 @@ def test_discretized_decoder_keeps_its_tails():
         discretized_gaussian_log_likelihood(np.array([[0.001]]), np.zeros((1, 1)), 0.1)
 
 
-def test_decoder_variance_is_sigma_1_squared_with_beta_tilde_1_replaced():
-    """sigma_1^2 = beta_1 for variance "beta"; beta~_1 = 0 would make the decoder a point
-    mass, so "beta_tilde" uses beta~_2 (as Ho et al.'s code does)."""
+def test_decoder_variance_is_beta_tilde_2():
+    """beta~_1 = 0 would make the decoder a point mass; Ho et al.'s code uses beta~_2 for
+    both variances (their posterior_variance[1])."""
     s = NoiseSchedule.linear(10, 0.01, 0.1)
-    assert GaussianDiffusion(s, "beta").decoder_variance() == s.betas[1]
     assert s.posterior_variance[1] == 0
-    assert GaussianDiffusion(s, "beta_tilde").decoder_variance() == s.posterior_variance[2]
+    expect = (1 - s.alpha_bars[1]) / (1 - s.alpha_bars[2]) * s.betas[2]   # beta~_2 by hand
+    for variance in ("beta", "beta_tilde"):
+        assert GaussianDiffusion(s, variance).decoder_variance() == pytest.approx(expect,
+                                                                                rel=1e-12)
 
 
 def _log_normal(x, mean, var):
@@ -451,6 +479,20 @@ def correlated_eps(diffusion, C):
         return tg.tensor(np.sqrt(1 - a[:, :, 0]) *
                          np.linalg.solve(S, x.numpy()[:, :, None])[:, :, 0])
     return eps
+
+
+def test_repaint_resamples_every_step_but_the_last():
+    """r passes at every t > 1, each from x_t (the merged x_{t-1} diffused back by
+    q(x_t | x_{t-1})); one pass at t = 1, from x_1, never from the finished x_0."""
+    from tinygen.models.diffusion.applications import inpaint
+    d = GaussianDiffusion(NoiseSchedule.linear(4, 0.1, 0.3))
+    calls = []
+
+    def spy(x, t):
+        calls.append(int(np.asarray(t)[0]))
+        return x * 0
+    inpaint(d, spy, t64(np.full((3, 2), 0.3)), np.array([[1.0, 0.0]]), resample=3)
+    assert calls == [4, 4, 4, 3, 3, 3, 2, 2, 2, 1]
 
 
 def test_inpainting_keeps_the_known_pixels_and_fills_the_rest():

@@ -83,8 +83,11 @@ def test_the_mix_is_eq_2():
     expect = (1 + omega) * exact_eps(x, t, y).numpy() - omega * exact_eps(x, t).numpy()
     np.testing.assert_allclose(classifier_free_eps(exact_eps, omega)(x, t, y).numpy(), expect,
                                rtol=1e-12)
-    with pytest.raises(ValueError, match="omega must be >= 0"):
-        classifier_free_eps(exact_eps, -0.5)
+    # omega = -1 is the unconditional model; below it is refused
+    np.testing.assert_allclose(classifier_free_eps(exact_eps, -1.0)(x, t, y).numpy(),
+                               exact_eps(x, t).numpy(), rtol=1e-12)
+    with pytest.raises(ValueError, match="omega must be >= -1"):
+        classifier_free_eps(exact_eps, -1.5)
 
 
 def test_guidance_sign_raises_class_accuracy():

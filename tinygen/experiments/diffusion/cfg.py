@@ -7,7 +7,7 @@ mix the two predictions, eps^ = (1 + omega) eps_theta(x_t, t, c) - omega eps_the
 at every DDIM step (two network evaluations per step).
 
 Defaults: those of ``ddpm`` (``ddpm.py``), and
-    p_uncond 0.1                    Ho & Salimans found 0.1 and 0.2 best (section 4.1)
+    p_uncond 0.1                    Ho & Salimans found 0.1 and 0.2 best (section 4.2)
     guidance (omega) 2.0            for samples; tinygen's choice (the issue's target
                                     of 99% class accuracy is stated at omega = 2)
     eval_guidance_n 1000            samples per omega of the sweep below

@@ -342,19 +342,19 @@ class DDPMExperiment(Experiment):
         standard error, bits_per_dim, and the bound's parts."""
         x = self.test_images_8bit(n)
         totals, priors, decoders = [], [], []
-        per_step = np.zeros(self.config["timesteps"])
         batch = 100
         with self._ema_weights():
             model = self.eps_model()
             for i in range(0, len(x), batch):
                 xb = tensor(x[i:i + batch], device=self.device)
+                # the mean with x_0^ clipped to [-1, 1]: the model that is sampled
                 out = self.diffusion.variational_bound(
-                    model, xb, progress=_bar(f"variational bound, images {i + 1}-"
-                                             f"{i + len(xb)} of {len(x)}", self.diffusion.T))
+                    model, xb, clip_x0=(-1.0, 1.0),
+                    progress=_bar(f"variational bound, images {i + 1}-{i + len(xb)} of "
+                                  f"{len(x)}", self.diffusion.T))
                 totals.append(out["total"])
                 priors.append(out["prior"])
                 decoders.append(out["decoder"])
-                per_step += out["per_step"] * len(xb)
         total = np.concatenate(totals)
         nll = float(total.mean())
         return {"nll_nats": nll, "nll_estimator": "variational_bound",

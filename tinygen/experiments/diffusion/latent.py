@@ -3,8 +3,8 @@ Synthesis with Latent Diffusion Models"): a DDPM in the latent space of a traine
 autoencoder of the VAE family, decoded to images.
 
 The first stage is a run of ``tinygen train vae`` (``--autoencoder-run``): its encoder
-maps each training image to the mean mu(x) of q(z | x), a vector of d numbers instead of
-784 pixels. The second stage is
+maps each training image (binarised once, for the default VAE of binary pixels) to the
+mean mu(x) of q(z | x), a vector of d numbers instead of 784 pixels. The second stage is
 the DDPM of ``tinygen.models.diffusion`` on those vectors, with the MLP eps_theta of the
 2-D toy sets. Before diffusion the latents are scaled to unit variance per coordinate
 (Rombach et al. rescale by one factor, section 4.3.2; per coordinate suits a small d), so
@@ -83,9 +83,15 @@ class LatentDiffusionExperiment(Experiment):
     # ---- the first stage
     @no_grad()
     def encode(self, images):
-        """mu(x) of the VAE's q(z | x) for images (N, 1, 28, 28) in [0, 1]: (N, d)."""
+        """mu(x) of the VAE's q(z | x) for images (N, 1, 28, 28) in [0, 1]: (N, d). A VAE
+        of binarised digits (Bernoulli pixels) is given binarised digits, one fixed
+        binarisation each (seeded), not the grey levels it never saw in training."""
         vae = self.autoencoder.model
         vae.eval()
+        if getattr(self.autoencoder, "binary", False):
+            from ... import data
+            from ...random import generator
+            images = data.binarize(images, generator(1234))
         return np.concatenate([vae.encode(tensor(images[i:i + 1000], device=self.device))[0]
                                .numpy() for i in range(0, len(images), 1000)])
 

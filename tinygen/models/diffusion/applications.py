@@ -1,18 +1,20 @@
 """What a trained unconditional DDPM does beyond sampling, with no retraining: filling in
 missing pixels (inpainting, imputation) and removing Gaussian noise (denoising).
 
-Inpainting by replacement (Song et al. 2021, appendix I; Lugmayr et al. 2022, "RePaint").
+Inpainting by replacement (Song, Sohl-Dickstein et al. 2021, "Score-Based Generative
+Modeling through SDEs", appendix I.2; Lugmayr et al. 2022, "RePaint").
 With a mask m (1 where a pixel is known) and the known image x_0^known, every reverse
 step makes the known pixels agree with the forward process and lets the model fill the
 rest:
 
-    x_{t-1}^known   ~ q(x_{t-1} | x_0^known)        (a fresh draw of eq. (1) at t - 1)
+    x_{t-1}^known   ~ q(x_{t-1} | x_0^known)        (a fresh draw of Ho et al.'s eq. 4)
     x_{t-1}^unknown ~ p_theta(x_{t-1} | x_t)        (one reverse step from the merged x_t)
     x_{t-1} = m * x_{t-1}^known + (1 - m) * x_{t-1}^unknown.
 
 The unknown pixels only see the known ones through eps_theta, one step at a time, so the
 two parts can disagree; RePaint's resampling repeats each step r times, diffusing the
-merged x_{t-1} back to x_t by q(x_t | x_{t-1}) in between, to let them harmonise.
+merged x_{t-1} back to x_t by q(x_t | x_{t-1}) in between, to let them harmonise (here
+with jumps of one step; RePaint's default jumps 10 steps back, U = 10).
 
 Denoising. An observation y = x_0 + sigma n with n ~ N(0, I) is, after scaling, a draw of
 x_t for the t whose noise level matches: x_t / sqrt(alpha_bar_t) = x_0 + sqrt((1 -
@@ -62,7 +64,8 @@ def inpaint(diffusion, eps_model, x_known, mask, resample: int = 1, clip_x0=None
     x = randn(*shape, device=x_known.device, dtype=x_known.dtype)
     steps = range(diffusion.T, 0, -1)
     for t in (progress(steps) if progress else steps):
-        for r in range(resample):
+        passes = resample if t > 1 else 1     # at t = 1 the step lands on x_0: no going back
+        for r in range(passes):
             unknown, _ = diffusion.p_sample_step(eps_model, x, t, clip_x0=clip_x0)
             if t > 1:
                 known = diffusion.q_sample(x_known, np.full(n, t - 1),
@@ -71,7 +74,9 @@ def inpaint(diffusion, eps_model, x_known, mask, resample: int = 1, clip_x0=None
             else:
                 known = x_known
             merged = keep * known + fill * unknown
-            if r < resample - 1 and t > 1:   # back to x_t, to take the step again
+            if r < passes - 1:   # back to x_t by q(x_t | x_{t-1}), beta_t (RePaint's
+                # Algorithm 1 writes beta_{t-1} there, an index slip: the step from x_{t-1}
+                # to x_t has variance beta_t), to take the step again
                 x = diffusion.q_step(merged, np.full(n, t),
                                      randn(*shape, device=x_known.device, dtype=x_known.dtype))
             else:

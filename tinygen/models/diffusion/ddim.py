@@ -82,9 +82,10 @@ def ddim_sample(diffusion, eps_model, shape, steps: int = 50, eta: float = 0.0,
 
     Returns x_0, a Tensor of ``shape``.
 
-    Raises ValueError for steps outside 1..T or eta < 0."""
-    if eta < 0:
-        raise ValueError(f"DDIM eta must be >= 0, got {eta}")
+    Raises ValueError for steps outside 1..T or eta outside [0, 1]."""
+    if not 0 <= eta <= 1:
+        # beyond 1, sigma^2 can pass 1 - alpha_bar_{t'} and the marginals break
+        raise ValueError(f"DDIM eta must lie in [0, 1], got {eta}")
     taus = ddim_timesteps(diffusion.T, steps)
     x = randn(*shape, device=device, dtype=dtype) if x_T is None else x_T
     if tuple(x.shape) != tuple(shape):

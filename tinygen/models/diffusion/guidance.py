@@ -23,7 +23,9 @@ token with probability p_uncond. At sampling the two predictions are mixed,
 
 omega = 0 the conditional model itself, omega > 0 pushing away from the unconditional
 prediction, i.e. along grad log p(c | x_t) of the classifier implicit in the two
-(Ho & Salimans, section 3.2), at the price of diversity.
+(Ho & Salimans, section 3.2), at the price of diversity: omega corresponds to a
+classifier-guidance scale s = 1 + omega. -1 < omega < 0 weakens the conditioning, and
+omega = -1 is the unconditional model.
 
 Symbols and code:
 
@@ -63,10 +65,9 @@ def classifier_free_eps(eps_model, omega: float):
     unconditional prediction is the model called with y = None. omega = 0 returns the
     conditional prediction alone (one network evaluation).
 
-    Raises ValueError for omega < 0 (the formula then interpolates toward the
-    unconditional model, which is not guidance)."""
-    if omega < 0:
-        raise ValueError(f"the guidance weight omega must be >= 0, got {omega}")
+    Raises ValueError for omega < -1 (past the unconditional model)."""
+    if omega < -1:
+        raise ValueError(f"the guidance weight omega must be >= -1, got {omega}")
 
     def guided(x_t, t, y=None):
         conditional = eps_model(x_t, t, y)

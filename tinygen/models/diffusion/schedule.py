@@ -80,10 +80,11 @@ class NoiseSchedule:
         """beta_t rising linearly from beta_1 to beta_T (Ho et al. 2020, section 4:
         1e-4 to 0.02 with T = 1000, so that alpha_bar_T = 4e-5 and x_T is almost pure
         noise). Unset, both scale with 1000 / T (as in Nichol & Dhariwal's code), so
-        that sum beta_t, hence alpha_bar_T, stays that of T = 1000 for any T: with T =
-        200 and the unscaled 1e-4..0.02, alpha_bar_T would be 0.13, far from noise.
-        Below T = 50 the scaled betas would pass 1: they are clipped at 0.999 (such short
-        chains are for tests and quick trials)."""
+        that sum beta_t stays that of T = 1000 and alpha_bar_T about as small (3e-5 for
+        T = 200, 8e-6 for T = 50): with T = 200 and the unscaled 1e-4..0.02, alpha_bar_T
+        would be 0.13, far from noise. At T = 20 and below the scaled betas reach 1:
+        they are clipped at 0.999 (such short chains are for tests and quick trials),
+        as are given ones."""
         _check_T(T)
         scale = 1000 / T
         beta_1 = 1e-4 * scale if beta_1 is None else beta_1

@@ -42,8 +42,9 @@ from ...nn import functional as F
 
 def timestep_embedding(t, dim: int, device="cpu", max_period: float = 10000.0):
     """[sin(t f_k), cos(t f_k)] for k = 0..dim/2-1, f_k = max_period^(-k / (dim/2)), the
-    sinusoidal embedding of Vaswani et al. 2017 as Ho et al. use it for t: (N,) -> (N, dim)
-    float32 Tensor. dim must be even."""
+    sinusoidal embedding of Vaswani et al. 2017 for t, as in Nichol & Dhariwal's code (Ho
+    et al.'s divides by dim/2 - 1 instead): (N,) -> (N, dim) float32 Tensor. dim must be
+    even."""
     if dim % 2:
         raise ValueError(f"timestep_embedding: dim must be even, got {dim}")
     freqs = np.exp(-math.log(max_period) * np.arange(dim // 2) / (dim // 2))
