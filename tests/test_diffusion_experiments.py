@@ -357,3 +357,17 @@ def test_latent_diffusion_on_a_vae_run(tmp_path):
     assert m["eval_images"] == 30 and m["sampling_seconds_per_1000"] > 0
     for picture in ("samples.png", "reconstructions.png"):
         assert (tmp_path / "ldm" / picture).stat().st_size > 500
+
+
+def test_the_ema_of_the_weights_is_warmed_up(tmp_path):
+    """After 200 updates at decay 0.999 a plain average would still be 82% the random
+    initial weights (0.999^200); warmed up (min(decay, (1 + n) / (10 + n))) it holds
+    almost none of them and sits near the trained weights."""
+    exp = experiment(hidden=16, timesteps=50, batch_size=32, ema_decay=0.999)
+    initial = [p.numpy().copy() for p in exp.model.parameters()]
+    fit(exp, str(tmp_path), steps=200, progress=False)
+    assert exp.ema.use_num_updates
+    live = [p.numpy() for p in exp.model.parameters()]
+    moved = sum(np.abs(w - i).sum() for w, i in zip(live, initial))
+    gap = sum(np.abs(s - w).sum() for s, w in zip(exp.ema.shadow_params, live))
+    assert gap < 0.3 * moved

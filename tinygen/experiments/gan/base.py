@@ -75,7 +75,8 @@ class GANExperiment(Experiment):
         self.G, self.D = G.to(self.device), D.to(self.device)
         self.opt_g, self.opt_d = self.build_optimizers()
         decay = self.config.get("ema_decay", 0)
-        self.ema_g = optim.EMA(self.G.parameters(), decay=decay) if decay else None
+        self.ema_g = optim.EMA(self.G.parameters(), decay=decay,   # warmed up, as the
+                               use_num_updates=True) if decay else None   # base's EMA
         self.snapshots = {}   # step -> G's output at the fixed z, for progress.png
 
     def build_players(self):
