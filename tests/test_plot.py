@@ -389,3 +389,14 @@ def test_backend_of_the_user_is_left_alone(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert read_png(tmp_path / "g.png").shape[:2] == (7, 12)
+
+
+def test_plot_2d_panels_draws_one_panel_per_moment(tmp_path):
+    from tinygen.plot import plot_2d_panels
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((300, 2))
+    panels = [(f"t={t}", rng.standard_normal((100, 2)) * t) for t in (1, 2, 3)]
+    path = plot_2d_panels(panels, data, str(tmp_path / "p.png"), (-4, 4))
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG" and path.endswith("p.png")
+    with pytest.raises(ValueError):
+        plot_2d_panels(panels, data, str(tmp_path / "p.jpg"), (-4, 4))

@@ -451,6 +451,27 @@ def plot_2d_samples(samples, data=None, path=None, title=None, lim=None) -> str:
     return save_figure(_samples_figure(samples, data, title, lim), path)
 
 
+def plot_2d_panels(panels, data, path, lim, color="C0") -> str:
+    """A strip of scatter plots, one per (title, points (N, 2)) of ``panels``, each over
+    the data (M, 2) in grey, on the square view [lim[0], lim[1]]^2: samples at moments
+    of training, or a process at moments of its time. Returns the path written."""
+    path = check_png_path(path, "plot_2d_panels")
+    fig = new_figure((2.2 * len(panels), 2.4), layout="constrained")
+    data = _to_numpy(data)
+    for i, (title, points) in enumerate(panels):
+        points = _to_numpy(points)
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        ax.scatter(data[:, 0], data[:, 1], s=1, c="0.7", linewidths=0)
+        ax.scatter(points[:, 0], points[:, 1], s=1, c=color, linewidths=0)
+        ax.set_xlim(*lim)
+        ax.set_ylim(*lim)
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(title, fontsize=8)
+    return save_figure(fig, path)
+
+
 # --------------------------------------------------------------------------- 2-D fields
 
 def evaluate_on_grid(fn, lim=(-4, 4), resolution: int = 200, *, vector: bool = False,

@@ -416,20 +416,10 @@ class DDPMExperiment(Experiment):
                         nrow=8, labels=["masked", "filled in", "truth"])
 
     def _toy_reverse(self, run_dir, moments, x):
-        from ...plot import new_figure, save_figure
+        from ...plot import plot_2d_panels
         with self._ema_weights():
             _, traj = self.diffusion.sample(self.eps_model(), (2000, 2), self.device,
                                             trajectory_at=set(moments))
-        lo, hi = float(min(x.min(), -4.5)), float(max(x.max(), 4.5))
-        fig = new_figure((2.2 * len(moments), 2.4), layout="constrained")
-        for i, t in enumerate(moments):
-            ax = fig.add_subplot(1, len(moments), i + 1)
-            ax.scatter(x[:, 0], x[:, 1], s=1, c="0.7", linewidths=0)
-            ax.scatter(traj[t][:, 0], traj[t][:, 1], s=1, c="C0", linewidths=0)
-            ax.set_xlim(lo, hi)
-            ax.set_ylim(lo, hi)
-            ax.set_aspect("equal")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_title(f"x_{t}", fontsize=8)
-        save_figure(fig, os.path.join(run_dir, "reverse.png"))
+        lim = (float(min(x.min(), -4.5)), float(max(x.max(), 4.5)))
+        plot_2d_panels([(f"x_{t}", traj[t]) for t in moments], x,
+                       os.path.join(run_dir, "reverse.png"), lim)

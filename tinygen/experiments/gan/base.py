@@ -296,7 +296,7 @@ class GANExperiment(Experiment):
 
     def save_toy_pictures(self, run_dir):
         """samples.png: 2000 samples over the data, on D's contours; progress.png."""
-        from ...plot import evaluate_on_grid, new_figure, save_figure
+        from ...plot import evaluate_on_grid, new_figure, plot_2d_panels, save_figure
         x = self.images("test")[0][:2000]
         s = self.sample(2000)
         lo, hi = float(min(x.min(), -4.5)), float(max(x.max(), 4.5))
@@ -315,20 +315,8 @@ class GANExperiment(Experiment):
         ax.legend(loc="upper right", markerscale=3, fontsize=8)
         save_figure(fig, os.path.join(run_dir, "samples.png"))
         if self.snapshots:
-            steps = self.snapshot_steps()
-            fig = new_figure((2.2 * len(steps), 2.4), layout="constrained")
-            for i, st in enumerate(steps):
-                ax = fig.add_subplot(1, len(steps), i + 1)
-                ax.scatter(x[:, 0], x[:, 1], s=1, c="0.7", linewidths=0)
-                p = self.snapshots[st]
-                ax.scatter(p[:, 0], p[:, 1], s=1, c="C2", linewidths=0)
-                ax.set_xlim(lo, hi)
-                ax.set_ylim(lo, hi)
-                ax.set_aspect("equal")
-                ax.set_xticks([])
-                ax.set_yticks([])
-                ax.set_title(f"step {st}", fontsize=8)
-            save_figure(fig, os.path.join(run_dir, "progress.png"))
+            plot_2d_panels([(f"step {st}", self.snapshots[st]) for st in self.snapshot_steps()],
+                           x, os.path.join(run_dir, "progress.png"), (lo, hi), color="C2")
 
     field_label = "D(x)"
 
