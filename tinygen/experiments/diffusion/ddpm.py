@@ -13,7 +13,8 @@ Defaults and where they come from:
                                     used 35.7M for CIFAR-10
     Adam(2e-4), batch 64            Ho et al. (2e-4 for CIFAR-10; batch 128)
     ema_decay 0.999                 Ho et al. used 0.9999 over 800k steps; 0.999 suits
-                                    the ~10^4 steps a CPU affords
+                                    the ~10^4 steps a CPU affords (warmed up: see
+                                    Experiment's EMA)
     epochs 5                        about 4,700 steps, about an hour on 2 cores
     sampler ddim, sample_steps 50, eta 0
                                     Song et al. 2021: DDIM-50 is close to 1000 ancestral

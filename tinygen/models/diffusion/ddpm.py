@@ -21,7 +21,7 @@ sigma_t^2 is fixed: beta_t or beta~_t, the two extremes Ho et al. found to work 
 
 Training (Ho et al., Algorithm 1): draw x_0, t ~ U{1..T} and eps, and descend
 
-    L_simple = E_{x_0, eps, t} || eps - eps_theta(sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, t) ||^2.
+    L_simple = E_{x_0, eps, t} || eps - eps_theta(x_t, t) ||^2,   x_t from (1).
 
 Sampling (Algorithm 2): x_T ~ N(0, I); for t = T..1,
 x_{t-1} = mu_theta(x_t, t) + sigma_t z with z ~ N(0, I), and z = 0 at t = 1.
@@ -37,6 +37,7 @@ every KL between Gaussians in closed form. For 8-bit images scaled to [-1, 1] th
 decoder p_theta(x_0 | x_1) is the discretised Gaussian of Ho et al. (eq. 13): the mass of
 N(mu_theta(x_1, 1), sigma_1^2) on each pixel's bin of width 2/255, the two end bins
 stretched to -inf and +inf, so L is an upper bound on the NLL of the discrete image.
+(sigma_1^2 = beta~_2 for both variances, as in Ho et al.'s code: beta~_1 is 0.)
 
 Symbols and code (x: Tensors (N, ...), t: integer NumPy arrays (N,) in 1..T):
 
@@ -48,6 +49,7 @@ Symbols and code (x: Tensors (N, ...), t: integer NumPy arrays (N,) in 1..T):
     x_0 from eps                predict_x0(x_t, t, eps)             like x_t
     mu_theta(x_t, t)            p_mean(x_t, t, eps)                 like x_t
     sigma_t^2                   sigma2(t)                           (N,) float64
+    sigma_1^2 of the decoder    decoder_variance()                  float
     L_simple                    loss_simple(eps_model, x_0)         scalar
     Algorithm 2                 sample(eps_model, shape)            (n, ...)
     L_T, L_{t-1}, L_0           prior_kl(x_0), bound_term(...)      (N,) nats
@@ -259,8 +261,9 @@ class GaussianDiffusion:
     def variational_bound(self, eps_model, x_0, progress=None, clip_x0=None, **model_kwargs):
         """L = L_T + sum_{t=2}^T L_{t-1} + L_0 per image, in nats (N,) float64: an upper
         bound on -log p_theta(x_0) of the discrete image (Ho et al., eq. 5), one network
-        evaluation per step t (T in all); clip_x0 as in ``bound_term``. Returns a dict with "total" (N,), "prior" L_T
-        (N,), "decoder" L_0 (N,) and "per_step" (T,) the batch means of L_{t-1}."""
+        evaluation per step t (T in all); clip_x0 as in ``bound_term``. Returns a dict
+        with "total" (N,), "prior" L_T (N,), "decoder" L_0 (N,) and "per_step" (T,) the
+        batch means of L_{t-1}."""
         per_step = np.zeros(self.T)
         total = self.prior_kl(x_0)
         prior = total.copy()
