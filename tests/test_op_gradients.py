@@ -203,6 +203,111 @@ def pool_case(draw, distinct=False):
     return [x], {"kernel_size": k, "stride": stride, "padding": padding}
 
 
+# --------------------------------------------------------------------------- matrices for linalg
+
+def dense(shape, elements):
+    """An array with every element drawn on its own (hypothesis's arrays otherwise fill
+    most of an array with one repeated value: matrices of rank 1, triangles of equal
+    entries, which would make most of the drawn matrices special)."""
+    return hnp.arrays(np.float64, shape, elements=elements, fill=st.nothing())
+
+
+@st.composite
+def conditioned_matrices(draw, batch, n, cond=None):
+    """A batch of n x n matrices U diag(s) V^T, U and V orthogonal (the Q of a drawn
+    matrix's QR, whatever the matrix), so that the singular values |s| are chosen: in
+    [1/2, 2] by default (condition number at most 4); with ``cond`` a (low, high) range,
+    spread from 1 up to c for a c drawn from it (condition number exactly c, n >= 2; on
+    the scale, see ILL). s has signs of both kinds, so determinants of both signs occur."""
+    shape = tuple(batch) + (n, n)
+    u = np.linalg.qr(draw(dense(shape, floats(-1, 1))))[0]
+    v = np.linalg.qr(draw(dense(shape, floats(-1, 1))))[0]
+    if cond is None:
+        s = draw(dense(shape[:-1], floats(0.5, 2.0)))
+    else:
+        c = draw(st.floats(*cond))
+        s = c ** draw(dense(shape[:-1], floats(0.0, 1.0)))  # log-uniform in [1, c]
+        s[..., 0], s[..., -1] = 1.0, c
+    s = s * draw(dense(shape[:-1], st.sampled_from([-1.0, 1.0])))
+    return (u * s[..., None, :]) @ v.swapaxes(-1, -2)
+
+
+@st.composite
+def triangular_matrices(draw, batch, n, lower, unit_diagonal, cond=None):
+    """n x n matrices whose lower (or upper) triangle T is well conditioned: entries off
+    the diagonal in [-1/2, 1/2], a diagonal of either sign with |T_ii| in [1, 2], so no
+    entry of T^{-1} exceeds 2^(n-1). The other triangle holds anything in [-3, 3] (the
+    solve must ignore it), and so does the diagonal with unit_diagonal (0 included: it
+    must not be read). With ``cond`` a (low, high) range, T is multiplied by a c drawn
+    from it, all but one diagonal entry, which stays in [1, 2] (so T has entries up to
+    2c and T^{-1} stays of order 1): the condition number is about c (on the scale, see
+    ILL)."""
+    shape = tuple(batch) + (n, n)
+    a = draw(dense(shape, floats(-3, 3)))
+    strict = np.tril(np.ones((n, n), bool), -1) if lower else np.triu(np.ones((n, n), bool), 1)
+    a = np.where(strict, draw(dense(shape, floats(-0.5, 0.5))), a)
+    if not unit_diagonal:
+        d = draw(dense(shape[:-1], floats(1.0, 2.0)))
+        d = d * draw(dense(shape[:-1], st.sampled_from([-1.0, 1.0])))
+        a[..., np.arange(n), np.arange(n)] = d
+        if cond is not None:
+            c, j = draw(st.floats(*cond)), draw(st.integers(0, n - 1))
+            a = np.where(strict, a * c, a)
+            a[..., np.arange(n), np.arange(n)] = d * c
+            a[..., j, j] = d[..., j]
+    return a
+
+
+@st.composite
+def square_case(draw, cond=None):
+    n = draw(st.integers(1 if cond is None else 2, MAX_SIDE))
+    batch = draw(hnp.array_shapes(min_dims=0, max_dims=2, min_side=1, max_side=3))
+    return [draw(conditioned_matrices(batch, n, cond))], {}
+
+
+def _solve_shapes(draw, n):
+    """(batch axes of a, shape of b) for a solve with n x n matrices: matrices b, with
+    batch axes that broadcast against a's, or one vector b (n,)."""
+    kind = draw(st.sampled_from(["matrix", "batched", "vector"]))
+    k = draw(st.integers(1, MAX_SIDE))
+    if kind == "batched":
+        ba, bb = draw(hnp.mutually_broadcastable_shapes(num_shapes=2, max_dims=2, max_side=3)
+                      .map(lambda r: r.input_shapes))
+        return ba, bb + (n, k)
+    if kind == "vector":
+        return draw(st.sampled_from([(), (2,)])), (n,)
+    return (), (n, k)
+
+
+@st.composite
+def solve_case(draw, cond=None):
+    n = draw(st.integers(1 if cond is None else 2, MAX_SIDE))
+    batch, sb = _solve_shapes(draw, n)
+    return [draw(conditioned_matrices(batch, n, cond)), draw(dense(sb, floats()))], {}
+
+
+@st.composite
+def solve_triangular_case(draw, cond=None):
+    n = draw(st.integers(1 if cond is None else 2, MAX_SIDE))
+    batch, sb = _solve_shapes(draw, n)
+    lower = draw(st.booleans())
+    unit_diagonal = False if cond is not None else draw(st.booleans())
+    a = draw(triangular_matrices(batch, n, lower, unit_diagonal, cond))
+    return [a, draw(dense(sb, floats()))], {"lower": lower, "unit_diagonal": unit_diagonal}
+
+
+# Ill-conditioned matrices: condition numbers from 1e3 to 1e4, scaled so that the
+# smallest singular value is 1 (|A^{-1}| = 1, |A| = c), which keeps the gradients of
+# order 1. The condition number is what costs LU its digits, and it does not depend on
+# the scale; gradcheck's tolerance does: it is absolute (atol 1e-5), and a central
+# difference is only as exact as u |L| / eps (u = 1.1e-16, eps = 1e-6). Scaled the other
+# way (|A| = 1, |A^{-1}| = c), L reaches c^2 = 1e8 in the second-order check, and that
+# noise (1e-2) swamps the components of order 1 that sit next to ones of order c^2:
+# inv's second derivative for a diagonal A came out 0.5364 numerically, 0.5357 exactly.
+# So these specs keep gradcheck's defaults.
+ILL = (1e3, 1e4)
+
+
 # --------------------------------------------------------------------------- the table
 
 positive = floats(0.1, 5.0)
@@ -226,6 +331,18 @@ SPECS = [
                                                       {"p": st.sampled_from([0.5, -0.5, 1.5])}))),
     OpSpec("abs", lambda a: abs(a), unary(floats(avoid=(0.0,)))),
     OpSpec("matmul", lambda a, b: a @ b, matmul_case()),
+    # linear algebra, on matrices of chosen condition (see conditioned_matrices); slogdet
+    # returns (sign, logabsdet), and the sign is a constant without a gradient
+    OpSpec("slogdet", tg.slogdet, square_case()),
+    OpSpec("inv", tg.inv, square_case()),
+    OpSpec("solve", tg.solve, solve_case()),
+    OpSpec("solve_triangular", lambda a, b, **kw: tg.solve_triangular(a, b, **kw),
+           solve_triangular_case()),
+    OpSpec("slogdet_ill_conditioned", tg.slogdet, square_case(ILL)),
+    OpSpec("inv_ill_conditioned", tg.inv, square_case(ILL)),
+    OpSpec("solve_ill_conditioned", tg.solve, solve_case(ILL)),
+    OpSpec("solve_triangular_ill_conditioned",
+           lambda a, b, **kw: tg.solve_triangular(a, b, **kw), solve_triangular_case(ILL)),
     # elementary functions
     OpSpec("exp", tg.exp, unary()),
     OpSpec("log", tg.log, unary(positive)),

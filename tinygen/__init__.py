@@ -19,6 +19,7 @@ from .ops import (abs, add, all, any, astype, broadcast_to, cat, chunk, clip, co
 from .ops import (avg_pool2d, bce_with_logits, conv2d, conv_transpose2d, elu, fold,
                   leaky_relu, log_softmax, max_pool2d, relu, silu, softplus, standardize,
                   unfold)
+from .ops import inv, slogdet, solve, solve_triangular
 from .random import (generator, get_rng_state, manual_seed, rand, randint, randn,
                      set_rng_state)
 
