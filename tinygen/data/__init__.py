@@ -4,6 +4,8 @@
     cache_dir, data_dirs                           where they are looked for
     scale, flatten, binarize, dequantize           uint8 images -> model inputs
     toy, toy_modes                                 2-D toy distributions, in code
+    toy_log_prob, toy_entropy                      their exact log-densities and
+                                                   entropies (the floor of a test NLL)
     DataLoader                                     mini-batches as Tensors, resumable
 
 Modules, one job each: ``idx`` (the file format), ``paths`` (where data lives),
@@ -25,10 +27,10 @@ from .loader import DataLoader
 from .mnist import (DATASETS, DataNotFoundError, load_dataset, load_fashion_mnist,
                     load_mnist)
 from .paths import cache_dir, data_dirs
-from .toy import TOY_DATASETS, toy, toy_modes
+from .toy import TOY_DATASETS, toy, toy_entropy, toy_log_prob, toy_modes
 from .transforms import binarize, dequantize, flatten, scale
 
 __all__ = ["DATASETS", "TOY_DATASETS", "DataLoader", "DataNotFoundError", "binarize",
            "cache_dir", "data_dirs", "dequantize", "flatten", "load_dataset",
            "load_fashion_mnist", "load_mnist", "read_idx", "read_images", "read_labels",
-           "scale", "toy", "toy_modes"]
+           "scale", "toy", "toy_entropy", "toy_log_prob", "toy_modes"]
