@@ -38,7 +38,7 @@ from .autograd import Tensor
 from .ops.reduce import normalize_axis
 
 __all__ = ["bits_per_dim", "log_mean_exp", "gaussian_statistics", "frechet_distance",
-           "fid_from_features", "mode_coverage", "accuracy"]
+           "fid_from_features", "mode_coverage", "accuracy", "auroc"]
 
 
 def _f64(x, name=None) -> np.ndarray:
@@ -345,3 +345,37 @@ def accuracy(predictions_or_logits, labels) -> float:
                          f"do not match labels {tuple(y.shape)} (expected (N, K) or (N,) "
                          "and (N,), N >= 1)")
     return float((p == y).mean())
+
+
+def auroc(scores_negative, scores_positive) -> float:
+    """The area under the ROC curve of a score that should be higher for the positives:
+    the probability that a random positive scores above a random negative, ties counted
+    one half (the Mann-Whitney U statistic over n_neg n_pos; Hanley & McNeil 1982).
+
+    1 separates perfectly, 0.5 is chance, below 0.5 ranks the two the wrong way round.
+    Used with -log p(x) as the score of out-of-distribution inputs (the positives).
+
+    Args:
+        scores_negative: (n_neg,) scores of the negatives (e.g. in-distribution test data).
+        scores_positive: (n_pos,) scores of the positives; Tensors or arrays, finite.
+    Raises:
+        ValueError: either is empty or holds NaN.
+    """
+    neg = _f64(scores_negative, "auroc").ravel()
+    pos = _f64(scores_positive, "auroc").ravel()
+    if neg.size == 0 or pos.size == 0:
+        raise ValueError(f"auroc: needs at least one score of each kind, got {neg.size} "
+                         f"negatives and {pos.size} positives")
+    if np.isnan(neg).any() or np.isnan(pos).any():
+        raise ValueError("auroc: the scores hold NaN")
+    # The rank-sum form of U: sort all scores once, give tied scores their mean rank.
+    scores = np.concatenate([neg, pos])
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores))
+    sorted_scores = scores[order]
+    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
+    ends = np.r_[starts[1:], len(scores)]
+    mean_rank = (starts + ends + 1) / 2   # ranks start + 1 .. end, averaged
+    ranks[order] = np.repeat(mean_rank, ends - starts)
+    u = ranks[len(neg):].sum() - len(pos) * (len(pos) + 1) / 2
+    return float(u / (len(neg) * len(pos)))
