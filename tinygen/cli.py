@@ -269,6 +269,9 @@ def _eval(argv) -> int:
     p.add_argument("--no-classifier", dest="classifier", action="store_false",
                    help="skip the measures that need the LeNet classifier (FID, class "
                         "accuracy), which is trained once (a few minutes) when not cached")
+    p.add_argument("--ood", default=None, metavar="DATASET",
+                   help="also score DATASET's test images and report how well -log p(x) "
+                        "tells them from the run's own (AUROC; likelihood models only)")
     args = p.parse_args(argv)
     if args.device is not None:
         try:
@@ -276,6 +279,19 @@ def _eval(argv) -> int:
         except (RuntimeError, ValueError) as e:
             raise UsageError(str(e)) from None
     experiment = _load_run(args.run_dir, args.device)
+    if args.ood is not None:
+        from .data import DATASETS
+        if not getattr(experiment, "supports_ood", False):
+            raise UsageError(f"--ood: implemented for the continuous flows (nice, realnvp, "
+                             f"glow, maf), not for {experiment.name}")
+        if args.ood == experiment.config["dataset"]:
+            raise UsageError(f"--ood {args.ood}: that is the run's own dataset; name the "
+                             "other one")
+        if experiment.config["dataset"] not in DATASETS or args.ood not in DATASETS:
+            raise UsageError(f"--ood {args.ood}: needs a run on images and one of "
+                             f"{', '.join(DATASETS)} (the run's data: "
+                             f"{experiment.config['dataset']})")
+        experiment.config["eval_ood"] = args.ood
     if not args.classifier:
         experiment.config["eval_fid"] = False
     if args.data_root is not None:

@@ -188,9 +188,11 @@ def fit(experiment, run_dir: str, *, steps: int | None = None,
                         _check_finite(row)
                     except NonFiniteError as e:
                         log.flush()
-                        raise NonFiniteError(
-                            f"training diverged at step {step + 1}: {e}. The run folder "
-                            f"{run_dir} keeps its last checkpoint; try a smaller --lr") from None
+                        kept = (f"The run folder {run_dir} keeps its last checkpoint"
+                                if os.path.exists(os.path.join(run_dir, CHECKPOINT))
+                                else "No checkpoint was written yet")
+                        raise NonFiniteError(f"training diverged at step {step + 1}: {e}. "
+                                             f"{kept}; try a smaller --lr") from None
                     experiment.end_step()
                     step += 1
                     experiment.train_seconds = seconds_before + time.perf_counter() - started

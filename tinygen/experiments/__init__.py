@@ -73,6 +73,21 @@ REGISTRY = {
     "ldm": Entry("tinygen.experiments.diffusion.latent", "LatentDiffusionExperiment",
                  DATASETS, "latent diffusion (Rombach et al. 2022): a DDPM in the latent "
                            "space of a trained VAE run (--autoencoder-run)"),
+    "nice": Entry("tinygen.experiments.flows.flow", "NICEExperiment", DATASETS + TOY_DATASETS,
+                  "NICE (Dinh et al. 2015): additive couplings, exact likelihood"),
+    "realnvp": Entry("tinygen.experiments.flows.flow", "RealNVPExperiment",
+                     DATASETS + TOY_DATASETS,
+                     "RealNVP (Dinh et al. 2017): affine couplings, checkerboard and channel "
+                     "masks, multi-scale"),
+    "glow": Entry("tinygen.experiments.flows.flow", "GlowExperiment", DATASETS + TOY_DATASETS,
+                  "Glow (Kingma & Dhariwal 2018): ActNorm, invertible 1x1 convolutions, "
+                  "sampling at a temperature"),
+    "maf": Entry("tinygen.experiments.flows.flow", "MAFExperiment", DATASETS + TOY_DATASETS,
+                 "masked autoregressive flow (Papamakarios et al. 2017): stacked MADEs, "
+                 "density in one pass, sampling in D"),
+    "made": Entry("tinygen.experiments.flows.made", "MADEExperiment", DATASETS,
+                  "MADE (Germain et al. 2015): masked autoencoder, exact likelihood of "
+                  "binarised images; --num-masks for the order-agnostic ensemble"),
 }
 
 

@@ -327,6 +327,9 @@ class Experiment:
         refuse non-finite gradients, step ``optimizer`` (default: the model's), and update
         the EMA of the weights if there is one.
 
+        With the setting ``max_grad_norm``, the gradients are first scaled down to that
+        global norm (``optim.clip_grad_norm_``).
+
         Raises NonFiniteError, naming the parameter, when a gradient holds NaN or inf;
         the weights are then left as they were before this step.
         """
@@ -340,6 +343,11 @@ class Experiment:
                      for n, q in module.named_parameters()}
             raise NonFiniteError(f"the gradient of {names.get(id(p), 'a parameter')} "
                                  f"(shape {p.shape}) holds {value}")
+        if self.config.get("max_grad_norm"):
+            # a recipe may cap the gradient's global norm (a flow's log-determinant can
+            # send one early batch's gradient far off)
+            optim.clip_grad_norm_([p for group in optimizer.param_groups
+                                   for p in group["params"]], self.config["max_grad_norm"])
         optimizer.step()
         if getattr(self, "ema", None) is not None:
             self.ema.update()

@@ -1,0 +1,1 @@
+"""Training recipes of the normalizing flows (``tinygen.models.flows``)."""
