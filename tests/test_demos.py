@@ -34,6 +34,13 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
     # T = 50 and width 8: the bound and Algorithm 2 take 50 network evaluations each
     ("ddpm_mnist.py", ["--test-images", "4", "--timesteps", "50", "--channels", "8"],
      ["forward.png", "samples.png", "reverse.png"]),
+    # small flows: L = 2 levels of K = 2 steps, width 16; MAF: 2 MADEs of 64, 4 samples
+    ("glow_mnist.py", ["--test-images", "20", "--steps-per-level", "2", "--hidden", "16"],
+     ["samples.png", "interpolations.png"]),
+    ("made_mnist.py", ["--test-images", "100", "--hidden", "100", "--num-masks", "2"],
+     ["samples.png", "conditionals.png"]),
+    ("maf_mnist.py", ["--test-images", "20", "--num-mades", "2", "--hidden", "64",
+                      "--samples", "4"], ["samples.png"]),
 ])
 def test_demo_runs_and_writes_its_pictures(demo, extra, pictures, tmp_path):
     out = tmp_path / "run"
@@ -55,6 +62,16 @@ def test_demo_runs_and_writes_its_pictures(demo, extra, pictures, tmp_path):
     ("wgan_gp_toy.py", ["--steps", "20", "--eval-n", "1000"], ["samples.png"]),
     ("ddpm_toy.py", ["--steps", "100", "--timesteps", "100", "--eval-n", "500"],
      ["forward.png", "reverse.png", "score.png", "ode.png", "density.png"]),
+    ("flow_toy.py", ["--steps", "40", "--eval-n", "500"],
+     ["density.png", "layers.png", "samples.png"]),
+    ("flow_toy.py", ["--model", "glow", "--dataset", "8gaussians", "--steps", "40",
+                     "--eval-n", "500"], ["density.png", "layers.png", "samples.png"]),
+    # MAF (batch norm between its MADEs) on a set without a known entropy
+    ("flow_toy.py", ["--model", "maf", "--dataset", "pinwheel", "--steps", "40",
+                     "--eval-n", "500"], ["density.png", "layers.png", "samples.png"]),
+    ("flow_toy.py", ["--model", "nice", "--dataset", "circles", "--steps", "40",
+                     "--eval-n", "500", "--hidden", "64"],
+     ["density.png", "layers.png", "samples.png"]),
     ("gan_problems.py", ["--quick"],
      ["vanishing_gradients.png", "mode_collapse.png", "dirac_gan.png",
       "low_dimensional_support.png"]),
