@@ -13,7 +13,7 @@ from tinygen.data import toy_entropy
 from tinygen.experiments import REGISTRY, get_experiment
 from tinygen.experiments.base import ConfigError
 from tinygen.experiments.flows.flow import dequantize
-from tinygen.metrics import auroc
+from tinygen.metrics import auroc, compression_bits
 from tinygen.train import fit
 
 needs_mnist = pytest.mark.skipif(not os.environ.get("TINYGEN_DATA"),
@@ -56,6 +56,16 @@ def test_auroc_counts_pairs_and_ties():
     assert auroc(a, b) == pytest.approx((b[:, None] > a[None]).mean())
     with pytest.raises(ValueError, match="at least one"):
         auroc([], [1.0])
+
+
+def test_compression_bits_measure_input_complexity():
+    """zlib's length of an image: a blank image compresses to far fewer bits than noise,
+    and pixels in [0, 1] and their uint8 levels give the same lengths."""
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (3, 1, 28, 28)).astype(np.uint8)
+    blank = np.zeros((3, 1, 28, 28), np.uint8)
+    assert compression_bits(blank).max() < 200 < 784 * 8 < compression_bits(noise).min()
+    np.testing.assert_array_equal(compression_bits(noise / 255), compression_bits(noise))
 
 
 @pytest.mark.parametrize("name", FLOWS)
@@ -106,6 +116,7 @@ def test_eval_command_takes_ood_and_refuses_it_where_it_cannot_apply(tmp_path, c
     assert main(["eval", run, "--no-classifier", "--ood", "fashion-mnist"]) == 0
     metrics = json.load(open(os.path.join(run, "metrics.json")))
     assert metrics["ood"]["dataset"] == "fashion-mnist"
+    assert os.path.getsize(os.path.join(run, "ood_histogram.png")) > 1000
     assert main(["eval", run, "--ood", "two_moons"]) == 2
     assert "--ood two_moons" in capsys.readouterr().err
     assert main(["eval", run, "--ood", "mnist"]) == 2   # its own data: AUROC 0.5 by design
@@ -135,16 +146,30 @@ def test_options_are_checked():
         experiment("glow", temperature=-1.0)
 
 
-def test_ood_auroc_counts_lower_likelihood_as_anomalous(monkeypatch):
-    """The score is -log p(x): OOD data the model finds less likely must give an AUROC
-    near 1 (and the reverse near 0), whichever way round the code could get it."""
+def test_ood_scores_point_the_right_way(monkeypatch):
+    """The scores on made-up log-likelihoods whose answer is known. Images are constant
+    (the in-distribution test set 0.1, the OOD set 0.9, training images 0.5, so all
+    compress alike) and the model's log p is looked up from that value: OOD data less
+    likely than the model's own must give AUROC 1 for -log p, and, with the training
+    images' NLL H in between, 1 for the typicality score |-log p - H| as well; OOD data
+    *more* likely (the failure Nalisnick et al. found) gives 0 for -log p but still 1
+    for typicality."""
     exp = experiment("glow", "two_moons")
-    fake = {"mnist": np.full(50, -1.0), "fashion-mnist": np.linspace(-9, -5, 60)}
-    monkeypatch.setattr(exp, "test_data", lambda dataset=None, n=None: dataset or "mnist")
-    monkeypatch.setattr(exp, "log_prob", lambda which, desc="": fake[which])
-    assert exp.ood_metrics("fashion-mnist", fake["mnist"])["auroc"] == 1.0
-    fake["fashion-mnist"] = np.linspace(5, 9, 60)   # the OOD data more likely: the failure
-    assert exp.ood_metrics("fashion-mnist", fake["mnist"])["auroc"] == 0.0
+    log_p = {0.1: -100.0, 0.5: -101.0, 0.9: -300.0}
+    monkeypatch.setattr(exp, "test_data", lambda dataset=None, n=None: np.full(
+        (n or 50, 1, 28, 28), 0.1 if dataset in (None, "mnist") else 0.9, np.float32))
+    monkeypatch.setattr(exp, "images", lambda split: (np.full((50, 1, 28, 28), 0.5, np.float32),
+                                                       np.zeros(50)))
+    def nearest(x):   # training images arrive dequantised: 0.5 + u / 256
+        return min(log_p, key=lambda v: abs(v - float(x[0, 0, 0, 0])))
+    monkeypatch.setattr(exp, "log_prob", lambda x, desc="": np.full(len(x), log_p[nearest(x)]))
+    exp.config["dataset"] = "mnist"
+    m = exp.ood_metrics("fashion-mnist", np.full(50, log_p[0.1]))
+    assert m["auroc"] == 1.0 and m["auroc_typicality"] == 1.0 and m["auroc_complexity"] == 1.0
+    log_p[0.9] = 50.0   # the OOD images now more likely than the model's own data
+    m = exp.ood_metrics("fashion-mnist", np.full(50, log_p[0.1]))
+    assert m["auroc"] == 0.0 and m["auroc_typicality"] == 1.0
+    assert m["bits_per_dim_out"] < m["bits_per_dim_in"]
 
 
 def test_a_resumed_flow_run_continues_exactly(tmp_path):

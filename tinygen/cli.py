@@ -306,6 +306,7 @@ def _eval(argv) -> int:
     metrics.update(train_seconds=round(experiment.train_seconds, 3), device=experiment.device)
     path = os.path.join(args.run_dir, "metrics.json")
     write_json(path, metrics)
+    experiment.save_evaluation_pictures(args.run_dir)
     def show(key, value, indent=""):
         if isinstance(value, dict):   # a group of measures, e.g. one per guidance weight
             print(f"{indent}{key}")

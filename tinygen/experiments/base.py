@@ -52,6 +52,16 @@ METRICS = {
     "inpainting_mse": "mean squared error per missing pixel of inpainted test images",
     "inpainting_class_accuracy": "fraction of inpainted test images classified as their "
                                  "class",
+    "nll_median_nats": "the median of the test images' NLLs, nats (beside a mean that a "
+                       "few outliers can rule)",
+    "data_entropy_nats": "a toy set's differential entropy: no model's expected NLL is "
+                         "lower (with data_entropy_standard_error, 0 when exact)",
+    "ood": "out-of-distribution detection against another dataset: {dataset, auroc, "
+           "auroc_typicality, auroc_complexity, bits_per_dim_in, bits_per_dim_out, ...}",
+    "temperature": "the temperature T of a flow's samples, z ~ N(0, T^2 I)",
+    "fid_samples": "how many samples fid_lenet used (when not eval_images)",
+    "nonfinite_samples": "samples that overflowed to inf or NaN (counted in fid_lenet as "
+                         "black or saturated images)",
     "eval_images": "how many test images (or samples) the metrics used",
     "sampler": 'how the samples were drawn, e.g. "DDIM-50", "ancestral-1000"',
     "sampling_seconds_per_1000": "wall-clock seconds to draw 1,000 samples",
@@ -241,6 +251,10 @@ class Experiment:
 
     def save_pictures(self, run_dir: str) -> None:
         """Draw what the model has learned into the run folder (when training ends)."""
+
+    def save_evaluation_pictures(self, run_dir: str) -> None:
+        """Draw what the last ``evaluate`` measured into the run folder (``tinygen eval``
+        calls it after writing metrics.json), e.g. the histograms behind an AUROC."""
 
     # ---- what a checkpoint holds
     def modules(self) -> dict:
