@@ -23,9 +23,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .. import data, optim
 from ..random import manual_seed
 from ..train import NonFiniteError
+
+TOY_TRAIN, TOY_TEST = 100_000, 10_000   # points in a 2-D toy set's splits
 
 # The names every evaluation speaks, so that families can be compared in one table.
 METRICS = {
@@ -294,6 +298,15 @@ class Experiment:
                                                self.config.get("data_root"))
             self._splits[split] = (data.scale(images, to=(0, 1))[:, None], labels)
         return self._splits[split]
+
+    def toy_points(self, split: str):
+        """A 2-D toy set's ``split``: 100,000 training or 10,000 test points (N, 2)
+        float32, drawn with seeds fixed by the split and ``seed`` (the same points for
+        every run of that seed), and labels 0 (N,)."""
+        n, offset = (TOY_TRAIN, 0) if split == "train" else (TOY_TEST, 1)
+        points = data.toy(self.config["dataset"], n,
+                          seed=offset + 1000 * self.config.get("seed", 0))
+        return points.astype(np.float32), np.zeros(n, np.int64)
 
     with_labels: bool = False   # whether training batches are (x, y) or x alone
     transform = None            # a DataLoader transform of each batch, e.g. binarisation

@@ -46,7 +46,6 @@ from ...metrics import bits_per_dim
 from ...random import generator
 from ..base import ConfigError, Experiment, non_negative
 
-TOY_TRAIN, TOY_TEST = 100_000, 10_000
 EVAL_BATCH = 500
 
 
@@ -105,9 +104,7 @@ class FlowExperiment(Experiment):
         if split in self._splits:
             return self._splits[split]
         if self.toy:
-            n, seed = (TOY_TRAIN, 0) if split == "train" else (TOY_TEST, 1)
-            points = data.toy(self.config["dataset"], n, seed=seed + 1000 * self.config["seed"])
-            self._splits[split] = (points.astype(np.float32), np.zeros(n, np.int64))
+            self._splits[split] = self.toy_points(split)
             return self._splits[split]
         return super().images(split)
 

@@ -32,7 +32,6 @@ from ...models.gan.gan import frozen, sample_noise
 from ...random import generator
 from ..base import Experiment
 
-TOY_TRAIN, TOY_TEST = 100_000, 10_000
 SNAPSHOTS = 10          # moments of training in progress.png
 FIXED_Z = 10            # samples per moment
 
@@ -128,9 +127,7 @@ class GANExperiment(Experiment):
         if split in self._splits:
             return self._splits[split]
         if self.toy:
-            n, seed = (TOY_TRAIN, 0) if split == "train" else (TOY_TEST, 1)
-            points = data.toy(self.config["dataset"], n, seed=seed + 1000 * self.config["seed"])
-            self._splits[split] = (points, np.zeros(n, np.int64))
+            self._splits[split] = self.toy_points(split)
         else:
             x, y = super().images(split)
             self._splits[split] = (2 * x - 1, y)
