@@ -125,8 +125,6 @@ nll = -log_p.mean()
 stderr = log_p.std(ddof=1) / np.sqrt(len(log_p)) if len(log_p) > 1 else float("nan")
 line = f"test NLL {nll:.3f} +- {stderr:.3f} nats on {len(x_test)} points"
 try:
-    if not hasattr(data, "toy_entropy"):
-        raise ValueError("this tinygen has no toy_entropy")
     h = data.toy_entropy(args.dataset)
     line += (f"; the data's entropy, the floor: {h.entropy:.3f} +- {h.standard_error:.3f} "
              f"nats (the gap: {nll - h.entropy:.3f})")
