@@ -129,7 +129,8 @@ class FlowExperiment(Experiment):
     @no_grad()
     def sample(self, n, temperature=None):
         """n samples at ``temperature`` (default the config's): images (n, 1, 28, 28) in
-        [0, 1], or points (n, 2)."""
+        [0, 1], or points (m, 2) with m <= n (the samples that overflowed dropped; their
+        count is ``self.nonfinite_samples``)."""
         self.model.eval()
         t = self.config["temperature"] if temperature is None else temperature
         parts = []

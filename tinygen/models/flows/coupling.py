@@ -109,8 +109,10 @@ class _Coupling(Flow):
         if scale == "tanh":
             self.tanh_scale = Parameter(tg.ones(num_scales))
 
-    def _s_t(self, x_a, shape):
-        """log-scale s and shift t from the network's output, each of ``shape``."""
+    def _s_t(self, x_a):
+        """The log-scale s (None for an additive coupling) and the shift t, from the
+        network's output on x_a: its first half of channels is s before bounding, its
+        second t."""
         raw_s, t = self.net(x_a).chunk(2, axis=1)
         if self.scale == "additive":
             return None, t
@@ -147,7 +149,7 @@ class MaskedCoupling(_Coupling):
         self._check(x)
         b = self.mask
         x_a = x * b
-        s, t = self._s_t(x_a, x.shape)
+        s, t = self._s_t(x_a)
         if s is None:
             return x_a + (1 - b) * (x + t), tg.zeros(x.shape[0], dtype=x.dtype, device=x.device)
         s = (1 - b) * s
@@ -158,7 +160,7 @@ class MaskedCoupling(_Coupling):
         self._check(y)
         b = self.mask
         y_a = y * b
-        s, t = self._s_t(y_a, y.shape)
+        s, t = self._s_t(y_a)
         if s is None:
             return y_a + (1 - b) * (y - t)
         return y_a + (1 - b) * (y - t) * (-s).exp()
@@ -189,7 +191,7 @@ class ChannelCoupling(_Coupling):
     def forward(self, x):
         self._check(x)
         x_a, x_b = x.chunk(2, axis=1)
-        s, t = self._s_t(x_a, x_b.shape)
+        s, t = self._s_t(x_a)
         if s is None:
             return tg.cat([x_a, x_b + t], axis=1), tg.zeros(x.shape[0], dtype=x.dtype,
                                                             device=x.device)
@@ -199,7 +201,7 @@ class ChannelCoupling(_Coupling):
     def inverse(self, y):
         self._check(y)
         y_a, y_b = y.chunk(2, axis=1)
-        s, t = self._s_t(y_a, y_b.shape)
+        s, t = self._s_t(y_a)
         if s is None:
             return tg.cat([y_a, y_b - t], axis=1)
         return tg.cat([y_a, (y_b - t) * (-s).exp()], axis=1)

@@ -54,10 +54,10 @@ def _check_image(owner, x, channels=None):
 
 class Squeeze(Flow):
     """(N, C, H, W) -> (N, 4C, H/2, W/2): pixel (2i + di, 2j + dj) of channel c becomes
-    pixel (i, j) of channel 4c + 2 di + dj. So each half of the channels holds two of the
-    four pixels of every block, one of each checkerboard colour: a channel coupling
-    after the squeeze changes pixels that the checkerboard couplings before it kept
-    together (Dinh et al. 2017, section 3.6).
+    pixel (i, j) of channel 4c + 2 di + dj (Dinh et al. 2017, section 3.6). For a grey
+    image (C = 1) each half of the channels then holds two of the four pixels of every
+    2x2 block, one of each checkerboard colour, so a channel coupling after the squeeze
+    splits the pixels differently from the checkerboard couplings before it.
 
     Raises:
         ValueError: H or W odd, or not an image.
