@@ -3,6 +3,7 @@
 20 Langevin steps from uniform noise with the parameters frozen,
 x <- clip(x - 10 dE/dx + 0.005 noise, -1, 1); then the contrastive loss
 E(x+) - E(x-) + 0.1 (E(x+)^2 + E(x-)^2), averaged over the batch; Adam(1e-4).
+The energy network is ``_energy`` (tinygen.models.ebm.ConvEnergy on the tinygen side).
 """
 import numpy as np
 
@@ -22,10 +23,10 @@ def _energy(nn):
 
 def tinygen_step(device="cpu"):
     import tinygen as tg
-    from tinygen import nn
+    from tinygen.models.ebm import ConvEnergy
     from tinygen.optim import Adam
 
-    E = _energy(nn).to(device)
+    E = ConvEnergy().to(device)  # the network of _energy, with energies of shape (n,)
     opt = Adam(E.parameters(), lr=1e-4)
     x_pos = tg.tensor(_data(), device=device)
 
