@@ -271,7 +271,8 @@ def _eval(argv) -> int:
                         "accuracy), which is trained once (a few minutes) when not cached")
     p.add_argument("--ood", default=None, metavar="DATASET",
                    help="also score DATASET's test images and report how well -log p(x) "
-                        "tells them from the run's own (AUROC; likelihood models only)")
+                        "or the energy tells them from the run's own (AUROC; flows and "
+                        "energy-based models)")
     args = p.parse_args(argv)
     if args.device is not None:
         try:
@@ -283,7 +284,8 @@ def _eval(argv) -> int:
         from .data import DATASETS
         if not getattr(experiment, "supports_ood", False):
             raise UsageError(f"--ood: implemented for the continuous flows (nice, realnvp, "
-                             f"glow, maf), not for {experiment.name}")
+                             f"glow, maf) and the energy-based models, not for "
+                             f"{experiment.name}")
         if args.ood == experiment.config["dataset"]:
             raise UsageError(f"--ood {args.ood}: that is the run's own dataset; name the "
                              "other one")

@@ -88,6 +88,12 @@ REGISTRY = {
     "made": Entry("tinygen.experiments.flows.made", "MADEExperiment", DATASETS,
                   "MADE (Germain et al. 2015): masked autoencoder, exact likelihood of "
                   "binarised images; --num-masks for the order-agnostic ensemble"),
+    "ebm": Entry("tinygen.experiments.ebm.ebm", "EBMExperiment", DATASETS + TOY_DATASETS,
+                 "energy-based model trained with Langevin negative samples (--chains "
+                 "replay|short_run|pcd|cd; Du & Mordatch 2019, Nijkamp et al. 2019)"),
+    "rbm": Entry("tinygen.experiments.ebm.rbm", "RBMExperiment", DATASETS,
+                 "restricted Boltzmann machine trained by CD-k or PCD (--persistent); test "
+                 "log-likelihood exact or by AIS"),
 }
 
 

@@ -205,61 +205,35 @@ class FlowExperiment(Experiment):
         return metrics
 
     def ood_metrics(self, dataset, log_p_in):
-        """How well a score tells ``dataset``'s test images (out of distribution, OOD)
-        from this dataset's (in distribution): the AUROC of each score, the probability
-        that an OOD image scores higher than an in-distribution one (1 separates them, 0.5
-        is chance, below 0.5 the score ranks them the wrong way round). Three scores:
-
-            auroc             -log p(x): low likelihood flags an anomaly (the notes' idea)
-            auroc_typicality  | -log p(x) - H |, H the mean NLL of training images: far
-                              from the typical set on either side (Nalisnick et al. 2019,
-                              "Detecting out-of-distribution inputs to deep generative
-                              models using typicality", with one input at a time)
-            auroc_complexity  -log2 p(x) - L(x), L(x) the bits of x compressed by zlib:
-                              the likelihood corrected for the input's complexity (Serra
-                              et al. 2020, eq. 2), the published remedy for simple OOD
-                              inputs that a model finds more likely than its own data
-
-        and the mean bits/dim of each test set (their histograms: ``ood_histogram.png``).
-        """
-        from ...metrics import auroc, compression_bits
+        """How well -log p(x) tells ``dataset``'s test images (out of distribution) from
+        this dataset's: the AUROCs of the score, of its typicality and of its complexity
+        correction (``tinygen.experiments.ood``), and the mean bits/dim of each test set
+        and of training images (their histograms: ``ood_histogram.png``)."""
+        from ..ood import ood_metrics
         n = len(log_p_in)
         x_out = self.test_data(dataset, n)
         log_p_out = self.log_prob(x_out, desc=f"log p, {dataset}")
         x_train = dequantize(self.images("train")[0][:n], generator(2025))
-        h = -self.log_prob(x_train, desc="log p, training images").mean()
+        log_p_train = self.log_prob(x_train, desc="log p, training images")
         d = self.event_shape
-        bits_in = -log_p_in / math.log(2) - compression_bits(self.test_data(n=n))
-        bits_out = -log_p_out / math.log(2) - compression_bits(x_out)
         self._ood_bits_per_dim = (bits_per_dim(-log_p_in, d, 8), bits_per_dim(-log_p_out, d, 8),
                                   self.config["dataset"], dataset)
-        return {"dataset": dataset,
-                "auroc": float(auroc(-log_p_in, -log_p_out)),
-                "auroc_typicality": float(auroc(np.abs(-log_p_in - h), np.abs(-log_p_out - h))),
-                "auroc_complexity": float(auroc(bits_in, bits_out)),
-                "bits_per_dim_in": float(bits_per_dim(-log_p_in.mean(), d, 8)),
-                "bits_per_dim_out": float(bits_per_dim(-log_p_out.mean(), d, 8)),
-                "bits_per_dim_train": float(bits_per_dim(h, d, 8))}
+        metrics = ood_metrics(-log_p_in, -log_p_out, -log_p_train, self.test_data(n=n), x_out,
+                              dataset)
+        metrics.update(bits_per_dim_in=float(bits_per_dim(-log_p_in.mean(), d, 8)),
+                       bits_per_dim_out=float(bits_per_dim(-log_p_out.mean(), d, 8)),
+                       bits_per_dim_train=float(bits_per_dim(-log_p_train.mean(), d, 8)))
+        return metrics
 
     def save_evaluation_pictures(self, run_dir):
         """After ``tinygen eval --ood``: ood_histogram.png, the bits/dim of both test sets."""
         if getattr(self, "_ood_bits_per_dim", None) is None:
             return
-        from ...plot import new_figure, save_figure
+        from ..ood import save_ood_histogram
         bpd_in, bpd_out, name_in, name_out = self._ood_bits_per_dim
-        fig = new_figure((5, 3.2), layout="constrained")
-        ax = fig.add_subplot(1, 1, 1)
-        # the range of the middle 99% of each set: a few outliers at 10^9 bits/dim would
-        # squash every other image into one bar (they are drawn at the edges)
-        both = np.concatenate([bpd_in, bpd_out])
-        lo, hi = np.percentile(both, [0.5, 99.5])
-        bins = np.linspace(lo, hi, 80)
-        ax.hist(np.clip(bpd_in, lo, hi), bins=bins, alpha=0.6, label=f"{name_in} (its own data)")
-        ax.hist(np.clip(bpd_out, lo, hi), bins=bins, alpha=0.6, label=name_out)
-        ax.set_xlabel("bits/dim under the model trained on " + name_in)
-        ax.set_ylabel("test images")
-        ax.legend(fontsize=8)
-        save_figure(fig, os.path.join(run_dir, "ood_histogram.png"))
+        save_ood_histogram(bpd_in, bpd_out, name_in, name_out,
+                           os.path.join(run_dir, "ood_histogram.png"),
+                           xlabel="bits/dim under the model trained on " + name_in)
 
     # ---- pictures
     @no_grad()

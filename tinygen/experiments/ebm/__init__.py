@@ -1,0 +1,1 @@
+"""Training recipes of the energy-based models (``tinygen.models.ebm``)."""
