@@ -218,3 +218,20 @@ def test_pcd_training_raises_the_exact_test_log_likelihood():
         opt.step()
     after = test_ll()
     assert after > before + 25, (before, after)
+
+
+def test_rbm_runs_on_every_device(device):
+    """Gibbs sampling, the free energy's gradient, the exact log Z and AIS on the device
+    (the CUDA case on the NumPy stand-in where CuPy is missing) agree with the CPU."""
+    cpu = tiny_rbm(D=12, H=6, scale=0.5, dtype=np.float32)
+    rbm = tiny_rbm(D=12, H=6, scale=0.5, dtype=np.float32).to(device)
+    v = tg.tensor((np.random.default_rng(0).random((5, 12)) < 0.5).astype(np.float32),
+                  device=device)
+    sample = rbm.gibbs(v, steps=3)
+    assert sample.device == device and sample.shape == (5, 12)
+    loss = rbm.free_energy(v).mean()
+    loss.backward()
+    assert rbm.W.grad.device == device
+    assert exact_log_partition(rbm) == pytest.approx(exact_log_partition(cpu), abs=1e-9)
+    est = ais_log_partition(rbm, num_runs=20, betas=ais_betas(200))
+    assert est.log_Z_low <= exact_log_partition(cpu) <= est.log_Z_high
