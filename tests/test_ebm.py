@@ -485,6 +485,23 @@ def test_sliced_score_matching_averages_to_the_exact_objective(variance_reductio
         sliced_score_matching_loss(E, x, 0)
 
 
+def test_variance_reduction_computes_the_squared_score_exactly():
+    """A quadratic energy 1/2 x^T A x (A = 2 I in 10-D) far from its mean: the score s =
+    -A x is large and the Hessian constant, v^T (grad s) v = -2 |v|^2. The general form
+    (4) carries 1/2 (v^T s)^2, whose spread over v is of order |s|^2 = 4 |x|^2 = 1440;
+    the variance-reduced form (5) computes 1/2 |s|^2 exactly, leaving only the trace
+    term's spread (about 2 sqrt(2 D) = 9). A flag that changed nothing would fail."""
+    gauss = GaussianEnergy.from_mean_precision(np.zeros(10), 2 * np.eye(10))
+    x = tg.tensor(np.full((1, 10), 6.0))
+    tg.manual_seed(2)
+    general = [sliced_score_matching_loss(gauss, x, 1).item() for _ in range(100)]
+    reduced = [sliced_score_matching_loss(gauss, x, 1, True).item() for _ in range(100)]
+    assert np.std(reduced) < np.std(general) / 20, (np.std(reduced), np.std(general))
+    # the exact objective, 1/2 |A x|^2 - tr A = 720 - 20, is the mean of both
+    se = np.std(reduced, ddof=1) / 10
+    assert abs(np.mean(reduced) - 700.0) < Z * se
+
+
 def test_sliced_score_matching_trains_the_parameters():
     model = GaussianEnergy.from_mean_precision(M2, A2)
     sliced_score_matching_loss(model, tg.tensor(np.ones((4, 2))), 3).backward()

@@ -37,21 +37,26 @@ def test_options_are_checked():
 @needs_mnist
 @pytest.mark.parametrize("persistent", [True, False])
 def test_training_raises_the_exact_log_likelihood(persistent, tmp_path):
-    """60 updates of an 8-hidden-unit RBM: the exact test NLL falls below that of the
-    base-rate start (every pixel its own coin with the data's frequency, about 206.7
-    nats on these images), and the visible biases start at the pixels' log-odds."""
-    exp = experiment(persistent=persistent, lr=0.05)
+    """300 updates of an 8-hidden-unit RBM: the exact test NLL falls more than 10 nats
+    below that of the base-rate start (the visible biases at the pixels' log-odds, W ~
+    0.01: nearly every pixel its own coin with the data's frequency; 196.1 nats on these
+    50 images; measured after training: 175.0 with PCD, 174.6 with CD), and its
+    inpainting beats filling in the base rates."""
+    exp = experiment(persistent=persistent, lr=0.1)
     p = exp.base_rates()
+    exp.train_loader()   # sets the visible biases, as fit does
     start = exp.evaluate()
     assert start["nll_estimator"] == "exact"
-    fit(exp, str(tmp_path), steps=60, progress=False)
+    fit(exp, str(tmp_path), steps=300, progress=False)
     m = exp.evaluate()
-    assert m["nll_nats"] < start["nll_nats"] - 5
+    assert m["nll_nats"] < start["nll_nats"] - 10
     assert m["bits_per_dim"] == pytest.approx(m["nll_nats"] / (784 * np.log(2)))
     assert m["data_variant"] == "dynamic_binarized" and m["eval_images"] == 50
     assert "log_Z_interval" not in m
-    assert 0 < m["inpainting_mse"] < 0.5 and m["inpainting_images"] == 20
-    # the biases moved from the log-odds they started at, but not far in 60 steps
+    x = exp.images("test")[0][:20].reshape(20, 784)
+    base_rate_mse = ((x[:, 392:] - p[392:]) ** 2).mean()
+    assert m["inpainting_mse"] < base_rate_mse and m["inpainting_images"] == 20
+    # the biases moved from the log-odds they started at, but not far in 300 steps
     a = exp.model.a.numpy()
     assert np.corrcoef(a, np.log(p / (1 - p)))[0, 1] > 0.9
     for picture in ("filters.png", "samples.png", "gibbs_chain.png"):
@@ -74,15 +79,14 @@ def test_ais_is_used_above_the_exact_limit_and_agrees_with_the_exact_value(tmp_p
 
 
 @needs_mnist
-def test_a_resumed_run_continues_exactly_with_its_persistent_chains(tmp_path):
-    """4 + 4 steps give the same log as 8 straight: the chains come back from the
-    checkpoint (fresh chains would change the negative phase and so the log)."""
-    fit(experiment(lr_schedule="constant"), str(tmp_path / "straight"), steps=8,
-        progress=False)
-    fit(experiment(lr_schedule="constant"), str(tmp_path / "resumed"), steps=4,
-        progress=False)
-    fit(experiment(lr_schedule="constant"), str(tmp_path / "resumed"), steps=8,
-        progress=False)
+@pytest.mark.parametrize("persistent", [True, False])
+def test_a_resumed_run_continues_exactly(persistent, tmp_path):
+    """4 + 4 steps give the same log as 8 straight: PCD's chains come back from the
+    checkpoint (fresh chains would change the negative phase and so the log), and CD's
+    checkpoint draws nothing from the generator whose state it saves."""
+    for folder, steps in (("straight", 8), ("resumed", 4), ("resumed", 8)):
+        fit(experiment(lr_schedule="constant", persistent=persistent),
+            str(tmp_path / folder), steps=steps, progress=False)
     assert [r["free_energy_gap"] for r in read_log(str(tmp_path / "resumed"))] == \
         [r["free_energy_gap"] for r in read_log(str(tmp_path / "straight"))]
 
@@ -106,6 +110,7 @@ def test_command_trains_evaluates_with_ood_and_draws(tmp_path):
                  "--eval-inpainting-n", "10", "--out", run]) == 0
     assert main(["eval", run, "--no-classifier", "--ood", "fashion-mnist"]) == 0
     m = json.load(open(os.path.join(run, "metrics.json")))
+    # (the wiring only: 5 steps teach nothing to separate)
     assert m["ood"]["dataset"] == "fashion-mnist" and 0 <= m["ood"]["auroc"] <= 1
     assert m["ood"]["score"] == "free energy F(v)"
     for picture in ("ood_histogram.png", "inpainting.png"):

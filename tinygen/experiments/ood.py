@@ -1,6 +1,8 @@
 """Out-of-distribution detection by a model's score of each image, the same for every
-family that has one: a flow's -log p(x), an energy-based model's E(x) (which differs
-from -log p(x) by the constant log Z, so it ranks images the same way).
+family that has one: a flow's -log p(x), an RBM's free energy F(v) (-log p(v) - log Z),
+an energy-based model's E(x) (for a model sampled at temperature 1, -log p(x) - log Z;
+trained with the decoupled noise of EBM practice, E is at best T (-log p) + const with
+an unknown temperature T, see models/ebm/langevin.py).
 
 ``tinygen eval RUN --ood DATASET`` scores the test images of the run's own dataset (in
 distribution) and of DATASET (out of distribution, OOD) and reports, for three scores,
@@ -19,7 +21,10 @@ the AUROC: the probability that an OOD image scores higher than an in-distributi
                       model finds more likely than its own data
 
 A score that is -log p(x) up to a constant leaves all three AUROCs unchanged (the
-constant shifts every image's score and H alike).
+constant shifts every image's score and H alike). The first two are unchanged by any
+increasing affine map of the score, too; the third is not: it adds nats to bits of
+zlib, so it needs a score in nats of a normalised-up-to-a-constant density, and is
+left out (``complexity=False``) for an energy of unknown temperature.
 """
 from __future__ import annotations
 
@@ -31,7 +36,7 @@ from ..metrics import auroc, compression_bits
 
 
 def ood_metrics(score_in, score_out, score_train, images_in, images_out, dataset,
-                score_name="-log p(x)") -> dict:
+                score_name="-log p(x)", complexity: bool = True) -> dict:
     """The three AUROCs of the module docstring, and the mean scores.
 
     Args:
@@ -41,20 +46,23 @@ def ood_metrics(score_in, score_out, score_train, images_in, images_out, dataset
             compressed size L(x).
         dataset: the OOD dataset's name, recorded in the result.
         score_name: what the score is, recorded in the result.
+        complexity: compute auroc_complexity (the score must be in nats of a density).
 
-    Returns {"dataset", "score", "auroc", "auroc_typicality", "auroc_complexity",
-    "score_in", "score_out", "score_train"} (the last three mean nats).
+    Returns {"dataset", "score", "auroc", "auroc_typicality", "auroc_complexity" (with
+    complexity), "score_in", "score_out", "score_train"} (the last three mean nats).
     """
     s_in, s_out = np.asarray(score_in, np.float64), np.asarray(score_out, np.float64)
     h = float(np.mean(score_train))
-    bits_in = s_in / math.log(2) - compression_bits(images_in)
-    bits_out = s_out / math.log(2) - compression_bits(images_out)
-    return {"dataset": dataset, "score": score_name,
-            "auroc": float(auroc(s_in, s_out)),
-            "auroc_typicality": float(auroc(np.abs(s_in - h), np.abs(s_out - h))),
-            "auroc_complexity": float(auroc(bits_in, bits_out)),
-            "score_in": float(s_in.mean()), "score_out": float(s_out.mean()),
-            "score_train": h}
+    metrics = {"dataset": dataset, "score": score_name,
+               "auroc": float(auroc(s_in, s_out)),
+               "auroc_typicality": float(auroc(np.abs(s_in - h), np.abs(s_out - h)))}
+    if complexity:
+        bits_in = s_in / math.log(2) - compression_bits(images_in)
+        bits_out = s_out / math.log(2) - compression_bits(images_out)
+        metrics["auroc_complexity"] = float(auroc(bits_in, bits_out))
+    metrics.update(score_in=float(s_in.mean()), score_out=float(s_out.mean()),
+                   score_train=h)
+    return metrics
 
 
 def save_ood_histogram(score_in, score_out, name_in, name_out, path, xlabel) -> str:

@@ -139,7 +139,7 @@ class RBMExperiment(Experiment):
         if c["optimizer"] == "sgd":
             # the Guide's momentum schedule: 0.5 while the weights are far from anywhere,
             # then 0.9 (5 epochs at the default batch of 100)
-            early = self.step < 5 * 60000 // c["batch_size"]
+            early = self.step < 5 * len(self.images("train")[0]) // c["batch_size"]
             for group in self.optimizer.param_groups:
                 group["momentum"] = min(0.5, c["momentum"]) if early else c["momentum"]
         loss = self.model.free_energy(v_pos).mean() - self.model.free_energy(v_neg).mean()
@@ -152,7 +152,10 @@ class RBMExperiment(Experiment):
 
     def state_dict(self):
         state = super().state_dict()
-        state["chains"] = self.chains.numpy()
+        if self.config["persistent"]:
+            # (CD has no chains to keep: making them here would draw from the generator
+            # whose state the checkpoint saves, and a resumed run would differ)
+            state["chains"] = self.chains.numpy()
         return state
 
     def load_state_dict(self, state):
@@ -195,23 +198,26 @@ class RBMExperiment(Experiment):
                    "log_Z": float(log_Z), "data_variant": "dynamic_binarized",
                    "eval_images": len(F)}
         if interval is not None:
-            # a larger log Z means a larger NLL: the interval's ends swap roles
-            metrics["log_Z_interval"] = [float(interval[0]), float(interval[1])]
-            metrics["nll_interval"] = [float(F.mean() + interval[0]),
-                                       float(F.mean() + interval[1])]
+            # NLL = mean F + log Z: the interval of log Z shifted by mean F. An interval
+            # reaching 0 for Z has no low end (None: -inf is not JSON)
+            low, high = (float(e) if math.isfinite(e) else None for e in interval)
+            metrics["log_Z_interval"] = [low, high]
+            metrics["nll_interval"] = [None if low is None else float(F.mean() + low),
+                                       float(F.mean() + high)]
         if self.config["eval_inpainting_n"]:
             metrics.update(self.inpainting(self.config["eval_inpainting_n"]))
         ood = self.config.get("eval_ood")
         if ood:
             from ..ood import ood_metrics
             x_out = self.test_images(ood, len(F))
+            F_out = self.free_energy(x_out, f"free energy, {ood}")
             train = data.binarize(self.images("train")[0][:len(F)].reshape(-1, 784),
                                   generator(2025))
             metrics["ood"] = ood_metrics(
-                F, self.free_energy(x_out, f"free energy, {ood}"), self.free_energy(train),
+                F, F_out, self.free_energy(train),
                 self.test_images(n=len(F)).reshape(-1, 1, 28, 28),
                 x_out.reshape(-1, 1, 28, 28), dataset=ood, score_name="free energy F(v)")
-            self._ood = (F, self.free_energy(x_out), self.config["dataset"], ood)
+            self._ood = (F, F_out, self.config["dataset"], ood)
         if self.config.get("eval_fid", True):
             from ..classifier import fid
             samples = self.sample(self.config["eval_fid_n"])

@@ -264,8 +264,8 @@ class MLPEnergy(nn.Module):
 
 class ConvEnergy(nn.Module):
     """The convolutional energy for 28x28 images in [-1, 1] (the network of the EBM
-    benchmark, benchmarks/workloads/ebm.py, when width = 32; the short-run EBMs of
-    Nijkamp et al. 2019 use the same shape):
+    benchmark, benchmarks/workloads/ebm.py, when width = 32; a smaller relative of the
+    short-run EBMs' networks of Nijkamp et al. 2019, with SiLU for their leaky ReLU):
 
         Conv2d(C, w, 3, 1, 1), SiLU,           (n, w, 28, 28)
         Conv2d(w, 2w, 4, 2, 1), SiLU,          (n, 2w, 14, 14)

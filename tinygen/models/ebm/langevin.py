@@ -43,8 +43,9 @@ This is (3) for the tempered energy E / T with T = sigma^2 / epsilon (substitute
 epsilon' = sigma^2 and E' = E / T into (3)), so for small steps it samples
 p_theta^{1/T} = exp(-E/T) / Z_T, not p_theta: with the numbers above T ~ 1e-6, a nearly
 noiseless descent of the energy. Short-run chains of this kind are not samplers of
-p_theta but a learned generator of their own (Nijkamp et al.); (1) then no longer holds
-exactly, and the training still works as a heuristic.
+p_theta but a learned generator of their own (Nijkamp, Hill, Zhu & Wu 2019, "Learning
+Non-Convergent Non-Persistent Short-Run MCMC Toward Energy-Based Model"); (1) then no
+longer holds exactly, and the training still works as a heuristic.
 
 Where the chains start. (1) needs samples of p_theta; a chain needs many steps to get
 there from anywhere. The classic algorithms differ only in the chains' starting points:
@@ -238,9 +239,12 @@ class ReplayBuffer:
     included), so each slot holds one persistent chain that is occasionally restarted.
     A ``push`` with no ``sample`` pending writes into n random distinct slots.
 
-    The buffer starts full of uniform noise, so it works from the first step (Du &
-    Mordatch start empty and fill it over time; with noise in every slot the first
-    samples are the same uniform noise either way). With reinit_prob = 0 and
+    Two differences from Du & Mordatch's Algorithm 1: the buffer starts full of uniform
+    noise, so it works from the first step (they start empty and fill it over time;
+    with noise in every slot the first samples are the same uniform noise either way);
+    and the chains' ends go back into the slots they came from, one persistent chain per
+    slot (as in Grathwohl et al. 2020's buffer), where Du & Mordatch add the new samples
+    to a first-in-first-out store of past ones. With reinit_prob = 0 and
     capacity = n, every sample returns all the chains (in a random order) and every push
     stores all of them: exactly persistent contrastive divergence (Tieleman 2008).
 

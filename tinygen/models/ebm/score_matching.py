@@ -82,8 +82,9 @@ def _leaf(x, caller):
 
 def score(energy, x, create_graph: bool = False):
     """s(x) = -grad_x E(x), eq. (1): x (n, ...) -> (n, ...) (the gradient of each
-    example's own energy). With create_graph=True the result is differentiable (in the
-    energy's parameters, and in x again); else it is detached.
+    example's own energy). With create_graph=True the result is differentiable in the
+    energy's parameters (x itself is taken as data: a detached copy is differentiated,
+    so no gradient flows back to the caller's x); else it is detached.
 
     Raises:
         TypeError, ValueError: x is not a Tensor (n, ...); an energy of the wrong shape.
