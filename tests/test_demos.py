@@ -41,6 +41,13 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
      ["samples.png", "conditionals.png"]),
     ("maf_mnist.py", ["--test-images", "20", "--num-mades", "2", "--hidden", "64",
                       "--samples", "4"], ["samples.png"]),
+    # 10 hidden units: log Z exact over 2^10 states (2^20 alone take about 9 s)
+    ("rbm_mnist.py", ["--hidden", "10", "--test-images", "50"],
+     ["filters.png", "gibbs_chain.png", "inpainting.png"]),
+    # 300 images are five batches of 64; a tiny energy and short chains
+    ("ebm_mnist.py", ["--width", "4", "--langevin-steps", "2", "--sample-steps", "3",
+                      "--test-images", "20", "--buffer-size", "100"],
+     ["samples.png", "langevin_chain.png", "buffer.png", "inpainting.png"]),
 ])
 def test_demo_runs_and_writes_its_pictures(demo, extra, pictures, tmp_path):
     out = tmp_path / "run"
@@ -72,6 +79,9 @@ def test_demo_runs_and_writes_its_pictures(demo, extra, pictures, tmp_path):
     ("flow_toy.py", ["--model", "nice", "--dataset", "circles", "--steps", "40",
                      "--eval-n", "500", "--hidden", "64"],
      ["density.png", "layers.png", "samples.png"]),
+    ("ebm_toy.py", ["--steps", "30", "--dsm-steps", "30", "--eval-n", "300",
+                    "--sample-steps", "20"],
+     ["energy.png", "density.png", "samples.png", "dsm_density.png"]),
     ("gan_problems.py", ["--quick"],
      ["vanishing_gradients.png", "mode_collapse.png", "dirac_gan.png",
       "low_dimensional_support.png"]),

@@ -48,7 +48,7 @@ from ... import data, no_grad, tensor
 from ...data import TOY_DATASETS
 from ...models.ebm import ConvEnergy, MLPEnergy, ReplayBuffer, contrastive_loss, langevin
 from ...random import generator
-from ..base import Experiment, non_negative, one_of
+from ..base import ConfigError, Experiment, non_negative, one_of
 
 CHAINS = ("replay", "short_run", "pcd", "cd")
 TOY_LIM = 4.5        # the toy sets' chains and pictures live in [-4.5, 4.5]^2
@@ -95,6 +95,13 @@ class EBMExperiment(Experiment):
             "max_grad_norm": "gradients are scaled down to this global norm",
             "hidden": "toy sets: units per hidden layer", "num_layers": "toy sets: layers"}
     supports_ood = True
+
+    def check_config(self):
+        super().check_config()
+        c = self.config
+        if c["chains"] == "replay" and c["buffer_size"] < c["batch_size"]:
+            raise ConfigError(f"--buffer-size {c['buffer_size']}: the replay buffer must hold "
+                              f"at least a batch ({c['batch_size']})")
 
     @property
     def toy(self) -> bool:
@@ -251,7 +258,9 @@ class EBMExperiment(Experiment):
         c = self.config
         if self.toy:
             return self._evaluate_toy()
-        metrics = {"data_variant": "continuous", "eval_images": int(min(c["eval_n"], 10000))}
+        metrics = {"data_variant": "continuous"}
+        if c.get("eval_ood"):
+            metrics["eval_images"] = int(min(c["eval_n"], 10000))
         if c["eval_inpainting_n"]:
             metrics.update(self.inpainting(c["eval_inpainting_n"]))
         ood = c.get("eval_ood")
