@@ -11,12 +11,14 @@ from Gibbs chains (h ~ p(h | v), v ~ p(v | h), both products of Bernoullis) kept
 update to the next (PCD, Tieleman 2008).
 
 Run:  TINYGEN_DATA=path/to/data python demos/rbm_mnist.py [--epochs 20] [--hidden 500]
-          [--lr 0.05] [--train-images 60000] [--test-images 10000] [--ais-betas 14500]
+          [--lr 0.001] [--train-images 60000] [--test-images 10000] [--ais-betas 14500]
           (a quick trial: --epochs 1 --hidden 10 --train-images 5000 --test-images 500,
           a few seconds; hidden <= 20 measures log Z exactly, which takes about ten
           seconds at 20)
-At the defaults it takes about four minutes on a 2-core laptop: two of training, one of
-AIS, one of Gibbs sampling. It prints the test log-likelihood in nats and writes
+At the defaults it takes about four minutes on a 2-core laptop (timed: 231 s here, with
+the cores shared with other work): training, then a minute of AIS. It prints the test
+log-likelihood in nats: -96.91 after the default 20 epochs (log Z by AIS in [339.63,
+340.74]); `tinygen train rbm` trains the same model for 100 epochs to -88.06. It writes
 
     filters.png      100 columns of W as 28x28 images: what each hidden unit looks for
                      (strokes, blobs, pieces of digits; each scaled to its own range)
@@ -42,7 +44,7 @@ parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--epochs", type=int, default=20)
 parser.add_argument("--hidden", type=int, default=500, help="hidden units H")
 parser.add_argument("--batch-size", type=int, default=100, help="also the number of chains")
-parser.add_argument("--lr", type=float, default=0.05)
+parser.add_argument("--lr", type=float, default=1e-3)
 parser.add_argument("--gibbs-steps", type=int, default=1, help="per update (k of PCD-k)")
 parser.add_argument("--ais-betas", type=int, default=14500,
                     help="AIS's intermediate distributions (hidden > 20)")
@@ -72,9 +74,10 @@ p = x_train.mean(axis=0).clip(1e-3, 1 - 1e-3)
 base_rates = np.log(p / (1 - p)).astype(np.float32)
 rbm.a.data[...] = base_rates
 rbm = rbm.to(args.device)
-# SGD with momentum, weight decay on W only, the rate decayed on a cosine to lr/100
-opt = optim.SGD([{"params": [rbm.W], "weight_decay": 1e-4},
-                 {"params": [rbm.a, rbm.b]}], lr=args.lr, momentum=0.9)
+# Adam, weight decay on W only, the rate decayed on a cosine to lr/100 (the small steps
+# at the end let the persistent chains keep up with the model)
+opt = optim.Adam([{"params": [rbm.W], "weight_decay": 1e-4},
+                  {"params": [rbm.a, rbm.b]}], lr=args.lr)
 schedule = optim.CosineAnnealingLR(opt, T_max=max(1, args.epochs * len(loader)),
                                    eta_min=args.lr / 100)
 
