@@ -242,3 +242,18 @@ def test_command_trains_evaluates_with_ood_and_draws(tmp_path):
     for picture in ("ood_histogram.png", "inpainting.png", "samples.png",
                     "langevin_chain.png", "buffer.png"):
         assert os.path.getsize(os.path.join(run, picture)) > 1000
+
+
+@needs_mnist
+def test_evaluation_with_the_classifier_measures_samples_and_the_buffer(small_classifier,
+                                                                        monkeypatch):
+    """With the classifier: fid_lenet of fresh chains, fid_lenet_buffer of the replay
+    buffer (uniform noise at first, far from digits), the sampler named, and the class
+    accuracy of the inpainted digits."""
+    from tinygen.experiments import classifier
+    monkeypatch.setattr(classifier, "trained_classifier", lambda *a, **k: small_classifier)
+    exp = experiment("mnist", eval_fid=True, eval_fid_n=20, buffer_size=30)
+    m = exp.evaluate()
+    assert m["fid_lenet"] > 0 and m["fid_samples"] == 20 and "langevin" in m["sampler"]
+    assert m["fid_lenet_buffer"] > 0 and m["sampling_seconds_per_1000"] > 0
+    assert 0 <= m["inpainting_class_accuracy"] <= 1

@@ -117,3 +117,12 @@ def test_command_trains_evaluates_with_ood_and_draws(tmp_path):
     assert m["ood"]["score"] == "free energy F(v)"
     for picture in ("ood_histogram.png", "inpainting.png"):
         assert os.path.getsize(os.path.join(run, picture)) > 1000
+
+
+@needs_mnist
+def test_evaluation_with_the_classifier_measures_samples(small_classifier, monkeypatch):
+    from tinygen.experiments import classifier
+    monkeypatch.setattr(classifier, "trained_classifier", lambda *a, **k: small_classifier)
+    m = experiment(eval_fid=True, eval_fid_n=30).evaluate()
+    assert m["fid_lenet"] > 0 and m["fid_samples"] == 30 and m["sampler"] == "gibbs-5"
+    assert 0 <= m["inpainting_class_accuracy"] <= 1

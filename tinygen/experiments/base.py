@@ -64,6 +64,8 @@ METRICS = {
            "auroc_typicality, auroc_complexity, bits_per_dim_in, bits_per_dim_out, ...}",
     "temperature": "the temperature T of a flow's samples, z ~ N(0, T^2 I)",
     "fid_samples": "how many samples fid_lenet used (when not eval_images)",
+    "fid_lenet_buffer": "fid_lenet of an EBM's replay buffer: its persistent training "
+                        "chains, beside fresh chains from noise",
     "nonfinite_samples": "samples that overflowed to inf or NaN (counted in fid_lenet as "
                          "black or saturated images)",
     "eval_images": "how many test images (or samples) the metrics used",

@@ -30,7 +30,8 @@ Defaults and where they come from:
         the energy learned the ring of 8gaussians but not its eight wells
 
 Evaluation (``tinygen eval``): images: fid_lenet of eval_fid_n samples (chains of
-sample_steps from uniform noise, the sampler named in the metrics), the inpainting
+sample_steps from uniform noise, the sampler named in the metrics) and, with the replay
+buffer, fid_lenet_buffer of its samples (the persistent training chains), the inpainting
 figures (the lower half of test digits filled in by Langevin dynamics with the upper
 half clamped), and with ``--ood DATASET`` the AUROCs of the energy; toy sets: the test
 NLL in nats of the model restricted to [-6, 6]^2, its log Z by quadrature on a 400 x 400
@@ -289,6 +290,12 @@ class EBMExperiment(Experiment):
                                        data_root=c.get("data_root"))
             metrics.update(fid_samples=int(len(samples)), sampler=self.sampler,
                            sampling_seconds_per_1000=1000 * seconds / len(samples))
+            if c["chains"] == "replay":
+                # the chains training ran on, each over many updates: what the buffer
+                # holds, beside what fresh chains of sample_steps reach from noise
+                buffer = (self.buffer.buffer[:c["eval_fid_n"]] + 1) / 2
+                metrics["fid_lenet_buffer"] = fid(buffer, c["dataset"], device=self.device,
+                                                  data_root=c.get("data_root"))
         return metrics
 
     def _evaluate_toy(self):
