@@ -363,8 +363,8 @@ class EBMExperiment(Experiment):
     def save_pictures(self, run_dir):
         """Images: samples.png (64 chains from noise), langevin_chain.png (8 chains from
         noise to digit), buffer.png (64 replay-buffer samples); toy sets: energy.png (the
-        energy landscape with Langevin chains on it), density.png (exp(-E) beside the
-        data), samples.png."""
+        energy landscape with 20 Langevin chains on it: their first 50 steps from noise,
+        and their ends), density.png (exp(-E) beside the data), samples.png."""
         from ...plot import save_image_grid
         if self.toy:
             return self._toy_pictures(run_dir)
@@ -397,14 +397,17 @@ class EBMExperiment(Experiment):
         cs = ax.contourf(xs, ys, np.minimum(e, levels[-1]), levels=levels, cmap="viridis_r")
         fig.colorbar(cs, ax=ax, label="E(x)")
         path = np.stack([c.numpy()[:20] for c in chain], axis=1)       # (20, K + 1, 2)
+        # the first 50 steps: the descent from noise into a well (after that a chain
+        # jitters in its well and would hide the landscape)
         for p in path:
-            ax.plot(p[:, 0], p[:, 1], color="C3", lw=0.6, alpha=0.8)
-            ax.plot(p[0, 0], p[0, 1], "o", color="white", ms=2.5, mec="C3", mew=0.5)
-            ax.plot(p[-1, 0], p[-1, 1], "o", color="C3", ms=2.5)
+            ax.plot(p[:51, 0], p[:51, 1], color="C3", lw=0.7, alpha=0.9)
+            ax.plot(p[0, 0], p[0, 1], "o", color="white", ms=3, mec="C3", mew=0.6)
+            ax.plot(p[-1, 0], p[-1, 1], "o", color="C3", ms=3)
         ax.set_xlim(*lim)
         ax.set_ylim(*lim)
         ax.set_aspect("equal")
-        ax.set_title("E(x) and Langevin chains (open: start, filled: end)", fontsize=9)
+        ax.set_title(f"E(x); Langevin chains: 50 steps from noise (open), "
+                     f"ends after {len(chain) - 1} (filled)", fontsize=8)
         save_figure(fig, os.path.join(run_dir, "energy.png"))
 
     def save_evaluation_pictures(self, run_dir):
