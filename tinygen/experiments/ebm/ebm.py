@@ -383,7 +383,8 @@ class EBMExperiment(Experiment):
         from ...plot import new_figure, plot_2d_density, plot_2d_samples, save_figure
         x = self.images("test")[0][:2000]
         lim = (-TOY_LIM, TOY_LIM)
-        plot_2d_density(lambda p: -self.model(p), os.path.join(run_dir, "density.png"),
+        log_Z = self.log_partition_2d()   # so that the picture is p(x), not exp(-E)
+        plot_2d_density(lambda p: -self.model(p) - log_Z, os.path.join(run_dir, "density.png"),
                         lim=lim, kind="density", data=x, device=self.device)
         samples, chain = self.sample(2000, return_chain=True)
         plot_2d_samples(samples, data=x, path=os.path.join(run_dir, "samples.png"), lim=lim)
