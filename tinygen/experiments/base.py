@@ -322,6 +322,24 @@ class Experiment:
                                seed=self.config.get("seed", 0), device=self.device,
                                transform=self.transform)
 
+    # ---- a measure several families share
+    def inpainting_metrics(self, filled, truth, missing, labels) -> dict:
+        """How well completions of partly hidden test images fill in the hidden pixels:
+        inpainting_mse, the mean squared error per missing pixel of ``filled`` against
+        ``truth`` (both NumPy (n, 1, 28, 28) or (n, 784), pixels in [0, 1]; ``missing``
+        a boolean array that broadcasts to them), inpainting_images, and, with the
+        classifier (eval_fid), inpainting_class_accuracy: the fraction of completions
+        LeNet classifies as their ``labels`` (n,)."""
+        missing = np.broadcast_to(missing, truth.shape)
+        metrics = {"inpainting_mse": float(((filled - truth)[missing] ** 2).mean()),
+                   "inpainting_images": int(len(truth))}
+        if self.config.get("eval_fid", True):
+            from .classifier import class_accuracy
+            metrics["inpainting_class_accuracy"] = class_accuracy(
+                np.asarray(filled).reshape(-1, 1, 28, 28), labels, self.config["dataset"],
+                device=self.device, data_root=self.config.get("data_root"))
+        return metrics
+
     # ---- the learning-rate schedule
     def configure_schedules(self, total_steps: int, step: int = 0) -> None:
         """Called by ``fit`` before training (again on resume): with ``lr_schedule``

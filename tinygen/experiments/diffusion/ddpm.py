@@ -282,16 +282,7 @@ class DDPMExperiment(Experiment):
                                      progress=_bar(f"inpainting, images {i + 1}-{i + len(xb)}"
                                                    f" of {len(x)}", self.diffusion.T)).numpy())
         filled = np.clip((np.concatenate(parts) + 1) / 2, 0, 1)
-        truth = (x + 1) / 2
-        missing = np.broadcast_to(mask == 0, truth.shape)
-        metrics = {"inpainting_mse": float(((filled - truth)[missing] ** 2).mean()),
-                   "inpainting_images": int(len(x))}
-        if self.config.get("eval_fid", True):
-            from ..classifier import class_accuracy
-            metrics["inpainting_class_accuracy"] = class_accuracy(
-                filled, labels, self.config["dataset"], device=self.device,
-                data_root=self.config.get("data_root"))
-        return metrics
+        return self.inpainting_metrics(filled, (x + 1) / 2, mask == 0, labels)
 
     def ode_nll(self, n):
         """The NLL of n test examples under the probability-flow ODE of the same network

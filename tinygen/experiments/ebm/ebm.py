@@ -349,15 +349,7 @@ class EBMExperiment(Experiment):
                                                leave=False)])
         filled, truth = (filled + 1) / 2, (x + 1) / 2
         self._inpainted = (np.where(known == 1, truth, 0.5)[:8], filled[:8], truth[:8])
-        missing = np.broadcast_to(known == 0, truth.shape)
-        metrics = {"inpainting_mse": float(((filled - truth)[missing] ** 2).mean()),
-                   "inpainting_images": int(n)}
-        if self.config.get("eval_fid", True):
-            from ..classifier import class_accuracy
-            metrics["inpainting_class_accuracy"] = class_accuracy(
-                filled, labels, self.config["dataset"], device=self.device,
-                data_root=self.config.get("data_root"))
-        return metrics
+        return self.inpainting_metrics(filled, truth, known == 0, labels)
 
     # ---- pictures
     def save_pictures(self, run_dir):

@@ -265,15 +265,7 @@ class RBMExperiment(Experiment):
                                  for i in tqdm(range(0, n, EVAL_BATCH), desc="inpainting",
                                                leave=False)])
         self._inpainted = (np.where(mask == 1, v, 0.5)[:8], filled[:8], x[:8])
-        missing = np.broadcast_to(mask == 0, x.shape)
-        metrics = {"inpainting_mse": float(((filled - x)[missing] ** 2).mean()),
-                   "inpainting_images": int(n)}
-        if self.config.get("eval_fid", True):
-            from ..classifier import class_accuracy
-            metrics["inpainting_class_accuracy"] = class_accuracy(
-                filled.reshape(-1, 1, 28, 28), labels, self.config["dataset"],
-                device=self.device, data_root=self.config.get("data_root"))
-        return metrics
+        return self.inpainting_metrics(filled, x, mask == 0, labels)
 
     # ---- samples and pictures
     @no_grad()
