@@ -22,7 +22,9 @@ Defaults and where they come from:
         Adam(1e-4); 20 Langevin steps x <- clip(x - 10 grad E + 0.005 xi, -1, 1)
         (step_size 20 and noise 0.005 in ``langevin``'s terms), alpha 0.1: the
         benchmark's workload (BENCHMARKS.md), after Nijkamp et al.'s short-run
-        settings; replay buffer of 10,000 with reinit_prob 0.05 (Du & Mordatch)
+        settings; replay buffer of 10,000 with reinit_prob 0.05 (Du & Mordatch); 3
+        epochs (2,811 steps: 2,000 took 64 min on one core here), samples by 60 steps
+        from noise, the gradient's norm capped at 10 (tinygen's choices)
     toy sets: MLPEnergy(128, 3 layers); batch 128, Adam(5e-3) with a cosine decay, 3,000
         steps; 5 steps of the true Langevin sampler (step_size 0.02, noise
         sqrt(step_size)) from a replay buffer of 10,000 over [-4.5, 4.5]^2, alpha 0.01;
