@@ -376,6 +376,9 @@ SPECS = [
            unary(grid(-8, 8), params=axis_params, unique=True)),
     OpSpec("logsumexp", lambda a, axis, keepdims: tg.logsumexp(a, axis, keepdims),
            unary(floats(-10, 10), params=axis_params)),
+    OpSpec("cumsum", lambda a, axis, reverse: a.cumsum(axis, reverse), unary(
+        shape=nonempty_shapes, params=lambda s: st.fixed_dictionaries(
+            {"axis": st.integers(-len(s), len(s) - 1), "reverse": st.booleans()}))),
     OpSpec("log_softmax", lambda a, axis: tg.log_softmax(a, axis),
            unary(floats(-10, 10), shape=nonempty_shapes, params=lambda s: axis_params(
                s, allow_none=False).map(lambda p: {"axis": p["axis"]}))),

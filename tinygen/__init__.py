@@ -11,7 +11,7 @@ from .autograd import (Function, Tensor, as_tensor, backward, enable_grad, grad,
 from .backend import cuda_available, get_array_module
 from .creation import arange, full, ones, ones_like, zeros, zeros_like
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
-from .ops import (abs, add, all, any, astype, broadcast_to, cat, chunk, clip, cos, div,
+from .ops import (abs, add, all, any, astype, broadcast_to, cat, chunk, clip, cos, cumsum, div,
                   eq, exp, expand, flatten, flip, ge, getitem, gt, index_put, le, log, log1p,
                   logsumexp, lt, matmul, max, maximum, mean, min, minimum, mul, ne, neg,
                   pad, pow, reshape, sigmoid, sign, sin, split, sqrt, squeeze, stack, sub,

@@ -299,6 +299,7 @@ class Tensor:
     def max(self, axis=None, keepdims=False): return ops.max(self, axis, keepdims)
     def min(self, axis=None, keepdims=False): return ops.min(self, axis, keepdims)
     def logsumexp(self, axis=None, keepdims=False): return ops.logsumexp(self, axis, keepdims)
+    def cumsum(self, axis, reverse=False): return ops.cumsum(self, axis, reverse)
     def any(self, axis=None, keepdims=False): return ops.any(self, axis, keepdims)
     def all(self, axis=None, keepdims=False): return ops.all(self, axis, keepdims)
 

@@ -1,4 +1,5 @@
-"""Reductions over axes: sum, mean, var, max, min, logsumexp (and the boolean any, all).
+"""Reductions over axes: sum, mean, var, max, min, logsumexp (and the boolean any, all), and
+the running sum along an axis, cumsum.
 
 ``axis`` is None (all axes), an int, or a tuple of ints, negative counting from the end;
 ``keepdims=True`` keeps each reduced axis with length 1, as in NumPy.
@@ -261,3 +262,34 @@ def all(x, axis=None, keepdims=False):
     x = as_tensor(x)
     xp = backend.get_array_module(x)
     return Tensor(xp.asarray(xp.all(x.data, axis=axis, keepdims=keepdims)))
+
+
+class Cumsum(Function):
+    """y_i = sum_{j <= i} x_j along an axis (reverse: sum_{j >= i});
+    dL/dx_j = sum_{i >= j} g_i, the running sum of g in the opposite direction."""
+    saves = ()  # linear: backward reads no input values
+
+    def forward(self, a, axis, reverse):
+        self.axis, self.reverse = axis, reverse
+        xp = backend.get_array_module(a)
+        if reverse:
+            return xp.flip(xp.cumsum(xp.flip(a, axis), axis=axis), axis)
+        return xp.cumsum(a, axis=axis)
+
+    def backward(self, g):
+        return cumsum(g, self.axis, reverse=not self.reverse)
+
+
+def cumsum(x, axis, reverse=False):
+    """The running sum along ``axis`` (an int): y[..., i, ...] = sum_{j <= i} x[..., j, ...]
+    (with ``reverse``: sum_{j >= i}); same shape as x. NADE's recurrence
+    a_{d+1} = a_d + W[:, d] x_d is one cumsum.
+
+    Raises:
+        ValueError: axis out of range for x, or x is a scalar.
+    """
+    x = as_tensor(x)
+    if x.ndim == 0:
+        raise ValueError("cumsum: needs a tensor with at least one axis, got a scalar")
+    (axis,) = normalize_axis(int(axis), x.ndim, "cumsum")
+    return Cumsum.apply(x, axis=axis, reverse=bool(reverse))
