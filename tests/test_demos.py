@@ -48,6 +48,14 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
     ("ebm_mnist.py", ["--width", "4", "--langevin-steps", "2", "--sample-steps", "3",
                       "--test-images", "20", "--buffer-size", "100"],
      ["samples.png", "langevin_chain.png", "buffer.png", "inpainting.png"]),
+    # one gated layer of 8 and 4 samples: sampling is 784 passes
+    ("pixelcnn_mnist.py", ["--channels", "8", "--layers", "1", "--test-images", "20",
+                           "--samples", "4"],
+     ["receptive_field.png", "samples.png", "completions.png"]),
+    ("pixelcnn_mnist.py", ["--model", "pixelcnn", "--channels", "8", "--layers", "1",
+                           "--test-images", "20", "--samples", "4"], ["samples.png"]),
+    ("nade_mnist.py", ["--hidden", "20", "--test-images", "20"],
+     ["samples.png", "conditionals.png", "filters.png"]),
 ])
 def test_demo_runs_and_writes_its_pictures(demo, extra, pictures, tmp_path):
     out = tmp_path / "run"

@@ -94,6 +94,16 @@ REGISTRY = {
     "rbm": Entry("tinygen.experiments.ebm.rbm", "RBMExperiment", DATASETS,
                  "restricted Boltzmann machine trained by CD-k or PCD (--persistent); test "
                  "log-likelihood exact or by AIS"),
+    "nade": Entry("tinygen.experiments.autoregressive.nade", "NADEExperiment", DATASETS,
+                  "NADE (Larochelle & Murray 2011): shared-weight autoregressive network, "
+                  "exact likelihood of binarised images"),
+    "pixelcnn": Entry("tinygen.experiments.autoregressive.pixelcnn", "PixelCNNExperiment",
+                      DATASETS, "PixelCNN (van den Oord et al. 2016): masked convolutions, "
+                                "exact likelihood of binarised images"),
+    "gated-pixelcnn": Entry("tinygen.experiments.autoregressive.pixelcnn",
+                            "GatedPixelCNNExperiment", DATASETS,
+                            "gated PixelCNN (van den Oord et al. 2016b): vertical and "
+                            "horizontal stacks, no blind spot"),
 }
 
 

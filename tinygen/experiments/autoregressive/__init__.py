@@ -1,0 +1,1 @@
+"""Training recipes of the autoregressive models: nade, pixelcnn, gated-pixelcnn."""
