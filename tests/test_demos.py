@@ -56,6 +56,9 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
                            "--test-images", "20", "--samples", "4"], ["samples.png"]),
     ("nade_mnist.py", ["--hidden", "20", "--test-images", "20"],
      ["samples.png", "conditionals.png", "filters.png"]),
+    # 300 images: subsets of 3, 30 and 300; one epoch is three Adam steps per regression
+    ("naive_bayes_mnist.py", ["--test-images", "200"],
+     ["accuracy_curves.png", "class_means.png", "samples.png"]),
 ])
 def test_demo_runs_and_writes_its_pictures(demo, extra, pictures, tmp_path):
     out = tmp_path / "run"

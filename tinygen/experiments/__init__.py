@@ -104,6 +104,9 @@ REGISTRY = {
                             "GatedPixelCNNExperiment", DATASETS,
                             "gated PixelCNN (van den Oord et al. 2016b): vertical and "
                             "horizontal stacks, no blind spot"),
+    "naive-bayes": Entry("tinygen.experiments.classic.naive_bayes", "NaiveBayesExperiment",
+                         DATASETS, "naive Bayes against logistic regression on binarised "
+                                   "images, with missing pixels (Ng & Jordan 2002)"),
 }
 
 

@@ -39,7 +39,8 @@ METRICS = {
     "nll_standard_error": "the standard error of nll_nats over the test images used",
     "nll_images": "how many test images nll_nats averages (when fewer than eval_images)",
     "bits_per_dim": "nll_nats / (D log 2), bits per pixel",
-    "data_variant": '"dynamic_binarized", "static_binarized", "dequantized_8bit", '
+    "data_variant": '"dynamic_binarized", "static_binarized", "threshold_binarized", '
+                    '"dequantized_8bit", '
                     '"discrete_8bit" (the 256 levels themselves), "continuous"',
     "elbo_nats": "the test ELBO per image, nats (a lower bound on log p(x))",
     "fid_lenet": "Frechet distance of LeNet features, 10,000 samples against the test set",
@@ -68,6 +69,9 @@ METRICS = {
                         "chains, beside fresh chains from noise",
     "nonfinite_samples": "samples that overflowed to inf or NaN (counted in fid_lenet as "
                          "black or saturated images)",
+    "test_accuracy": "fraction of test images a classifier labels correctly",
+    "accuracy": "a classifier's test accuracy by training-set size and fraction of "
+                "pixels missing (naive-bayes)",
     "eval_images": "how many test images (or samples) the metrics used",
     "sampler": 'how the samples were drawn, e.g. "DDIM-50", "ancestral-1000"',
     "sampling_seconds_per_1000": "wall-clock seconds to draw 1,000 samples",

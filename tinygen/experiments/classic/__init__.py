@@ -1,0 +1,1 @@
+"""Training recipes of the classic models: gmm, hmm, naive-bayes."""
