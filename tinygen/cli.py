@@ -189,7 +189,7 @@ def _sample(argv) -> int:
     p.add_argument("--device", default=None, help="cpu or cuda (default: the run's)")
     p.add_argument("--label", type=int, default=None,
                    help="draw only this class (class-conditional models: cgan, cvae, "
-                        "ddpm-cfg); default: the classes in turn")
+                        "ddpm-cfg, ddpm-cg, naive-bayes); default: the classes in turn")
     args = p.parse_args(argv)
     out = args.out or os.path.join(args.run_dir, "samples.png")
     if args.n < 1:
@@ -209,7 +209,8 @@ def _sample(argv) -> int:
         classes = getattr(experiment, "num_classes", None)
         if not classes:
             raise UsageError(f"--label {args.label}: {experiment.name} is not class-"
-                             "conditional (cgan, cvae and ddpm-cfg are)")
+                             "conditional (cgan, cvae, ddpm-cfg, ddpm-cg and naive-bayes "
+                             "are)")
         if not 0 <= args.label < classes:
             raise UsageError(f"--label {args.label}: choose a class in 0..{classes - 1}")
         label = args.label
