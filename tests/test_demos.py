@@ -97,6 +97,7 @@ def test_demo_runs_and_writes_its_pictures(demo, extra, pictures, tmp_path):
      ["vanishing_gradients.png", "mode_collapse.png", "dirac_gan.png",
       "low_dimensional_support.png"]),
     ("bayesnet_inference.py", ["--quick"], ["sprinkler.png", "asia.png"]),
+    ("hmm_casino.py", ["--quick"], ["casino.png"]),
 ])
 def test_toy_gan_demo_runs_and_writes_its_pictures(demo, extra, pictures, tmp_path):
     out = tmp_path / "run"

@@ -63,9 +63,13 @@ def _train_parser(model_cls, entry) -> argparse.ArgumentParser:
     budget.add_argument("--epochs", type=float, default=None,
                         help=f"passes over the data (default {d.get('epochs', 1)})")
     budget.add_argument("--steps", type=int, default=None, help="number of updates instead")
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=None,
-                   help=f"default {d.get('batch_size')}")
-    p.add_argument("--lr", type=float, default=None, help=f"default {d.get('lr')}")
+    # a recipe without batches or a learning rate (EM uses all the data in every step)
+    # sets them to None and gets no such options
+    if d.get("batch_size", 0) is not None:
+        p.add_argument("--batch-size", dest="batch_size", type=int, default=None,
+                       help=f"default {d.get('batch_size')}")
+    if d.get("lr", 0) is not None:
+        p.add_argument("--lr", type=float, default=None, help=f"default {d.get('lr')}")
     p.add_argument("--device", default=None, help="cpu or cuda (default cpu)")
     p.add_argument("--seed", type=int, default=None, help="default 0")
     p.add_argument("--out", default=None, help="run folder (default runs/MODEL-DATASET)")

@@ -104,6 +104,13 @@ REGISTRY = {
                             "GatedPixelCNNExperiment", DATASETS,
                             "gated PixelCNN (van den Oord et al. 2016b): vertical and "
                             "horizontal stacks, no blind spot"),
+    "vqvae-prior": Entry("tinygen.experiments.autoregressive.vqvae_prior",
+                         "VQVAEPriorExperiment", DATASETS,
+                         "a PixelCNN prior over a trained VQ-VAE's 7x7 codes (van den Oord et al. "
+                         "2017): sampling codes and decoding them; --vqvae-run"),
+    "hmm": Entry("tinygen.experiments.classic.hmm", "HMMExperiment", ("casino",),
+                 "hidden Markov model learned by Baum-Welch; the occasionally dishonest "
+                 "casino (Durbin et al. 1998)"),
     "naive-bayes": Entry("tinygen.experiments.classic.naive_bayes", "NaiveBayesExperiment",
                          DATASETS, "naive Bayes against logistic regression on binarised "
                                    "images, with missing pixels (Ng & Jordan 2002)"),
