@@ -35,15 +35,19 @@ def randomise(model, scale=0.5, seed=0):
     return model
 
 
-def binary_models(size, seed=0):
-    """Small random models of binary size x size images, float64."""
+def binary_models(size, seed=0, scale=1.0):
+    """Small random models of binary size x size images, float64. ``scale`` sets the
+    spread of the conditionals: 1.0 takes the PixelCNNs' logits into the hundreds
+    (some images of a tiny size get almost all the mass, which the normalisation tests
+    want: far from uniform); about 0.35 keeps them spread over the images, which the
+    sampling tests need (a sampler that ignores its random numbers must fail them)."""
     tg.manual_seed(seed)
     return {
         "pixelcnn": as_float64(randomise(PixelCNN(size, channels=6, num_blocks=2,
-                                                  first_kernel_size=3, hidden_output=5), scale=1.0,
-                                     seed=seed)),
+                                                  first_kernel_size=3, hidden_output=5),
+                                         scale=scale, seed=seed)),
         "gated": as_float64(randomise(GatedPixelCNN(size, channels=4, num_layers=3,
-                                                    hidden_output=5), scale=1.0, seed=seed)),
+                                                    hidden_output=5), scale=scale, seed=seed)),
         "nade": as_float64(randomise(NADE(size, hidden=7), scale=1.0, seed=seed)),
     }
 
@@ -86,7 +90,7 @@ def jacobian(model, x):
 
 @pytest.mark.parametrize("name", ["pixelcnn", "gated", "nade"])
 def test_logits_depend_only_on_earlier_pixels(name):
-    model = binary_models(5)[name]
+    model = binary_models(5, scale=0.35)[name]
     x = np.random.default_rng(1).random((1, 1, 5, 5))
     J = jacobian(model, x)
     assert np.abs(np.triu(J)).max() == 0          # no pixel sees itself or a later one
@@ -147,10 +151,11 @@ def test_probabilities_of_all_k_valued_grids_sum_to_one(cls):
 def test_log_prob_is_the_sum_of_the_conditionals_log_probabilities():
     """Eq. (1) of base.py written out for one image: sum over pixels of
     log sigmoid(l) or log(1 - sigmoid(l))."""
-    model = binary_models(3)["pixelcnn"]
+    model = binary_models(3, scale=0.35)["pixelcnn"]
     x = all_binary_images(3)[[5, 300]]
-    p = 1 / (1 + np.exp(-model(tg.tensor(x)).numpy()))
-    expected = np.log(np.where(x == 1, p, 1 - p)).reshape(2, -1).sum(axis=1)
+    logits = model(tg.tensor(x)).numpy()
+    # log sigmoid(l) = -log(1 + e^-l), log(1 - sigmoid(l)) = -log(1 + e^l)
+    expected = -np.logaddexp(0, np.where(x == 1, -logits, logits)).reshape(2, -1).sum(axis=1)
     assert model.log_prob(tg.tensor(x)).numpy() == pytest.approx(expected, abs=1e-12)
 
 
@@ -177,9 +182,10 @@ def frequencies(samples):
 
 @pytest.mark.parametrize("name", ["pixelcnn", "gated", "nade"])
 def test_sample_frequencies_match_the_model(name):
-    model = binary_models(2, seed=3)[name]
+    model = binary_models(2, seed=3, scale=0.35)[name]
     images = all_binary_images(2)        # code of image k: its bits in raster order
     p = np.exp(model.log_prob(tg.tensor(images)).numpy())
+    assert p.max() < 0.5 and (p > 0.01).sum() >= 6   # a spread distribution to sample
     n = 20000
     f = frequencies(model.sample(n).numpy())
     codes = images.reshape(16, 4) @ (2 ** np.arange(4))
@@ -202,16 +208,17 @@ def test_categorical_samples_match_the_model():
     assert np.abs(f - p).max() < 5 * np.sqrt(0.25 / n)
 
 
-@pytest.mark.parametrize("name", ["pixelcnn", "nade"])
+@pytest.mark.parametrize("name", ["pixelcnn", "gated", "nade"])
 def test_completion_draws_from_the_conditional_given_the_observed_pixels(name):
     """Observe the first row of a 2 x 2 image; the second row must follow
     p(x_3, x_4 | x_1, x_2) = p(x) / sum over the second row, computed by enumeration."""
-    model = binary_models(2, seed=5)[name]
+    model = binary_models(2, seed=5, scale=0.35)[name]
     top = np.array([1.0, 0.0])
     rows = np.array(list(itertools.product([0.0, 1.0], repeat=2)))
     images = np.concatenate([np.broadcast_to(top, (4, 2)), rows], axis=1).reshape(4, 1, 2, 2)
     p = np.exp(model.log_prob(tg.tensor(images)).numpy())
     p /= p.sum()
+    assert p.max() < 0.8      # the second row is uncertain given the first
     n = 20000
     x = np.broadcast_to(images[0], (n, 1, 2, 2)).copy()
     observed = np.array([[True, True], [False, False]])
@@ -296,3 +303,124 @@ def test_models_run_on_every_device(name, device):
     assert all(p.grad.device == device for p in model.parameters())
     s = model.sample(4)
     assert s.device == device and s.shape == (4, 1, 3, 3)
+
+
+def test_per_image_masks_keep_each_images_observed_pixels():
+    """Half the batch observes the top row, half observes nothing: each image's observed
+    pixels are kept, the others drawn; the first half's second row follows p(row 2 |
+    row 1), the second half's images follow p(x)."""
+    for name, model in binary_models(2, seed=5, scale=0.35).items():
+        n = 4000
+        x = np.zeros((2 * n, 1, 2, 2))
+        x[:n, 0, 0] = [1.0, 0.0]
+        observed = np.zeros((2 * n, 1, 2, 2), dtype=bool)
+        observed[:n, 0, 0] = True
+        out = model.sample(2 * n, x=tg.tensor(x), observed=observed).numpy()
+        assert (out[:n, 0, 0] == [1.0, 0.0]).all(), name
+        # the unobserved half: its first row is drawn, so not always (1, 0)
+        first = out[n:, 0, 0] @ np.array([2, 1])
+        p = np.exp(model.log_prob(tg.tensor(all_binary_images(2))).numpy())
+        p_top = np.bincount((all_binary_images(2)[:, 0, 0] @ np.array([2, 1])).astype(int),
+                            weights=p, minlength=4)
+        f = np.bincount(first.astype(int), minlength=4) / n
+        assert np.abs(f - p_top).max() < 5 * np.sqrt(0.25 / n), name
+
+
+@pytest.mark.parametrize("cls", [PixelCNN, GatedPixelCNN])
+def test_k_valued_completion_keeps_the_observed_codes(cls):
+    tg.manual_seed(0)
+    kwargs = dict(channels=6, num_blocks=1, first_kernel_size=3) if cls is PixelCNN \
+        else dict(channels=4, num_layers=2)
+    model = cls((2, 3), num_classes=4, hidden_output=5, **kwargs)
+    x = np.random.default_rng(0).integers(0, 4, (50, 2, 3))
+    observed = np.zeros((50, 2, 3), dtype=bool)
+    observed[::2, 0, :] = True           # every other grid: its first row observed
+    out = model.sample(50, x=tg.tensor(x), observed=observed).numpy()
+    assert out.dtype == np.int64
+    assert (out[observed] == x[observed]).all()
+    assert (out[1::2, 0] != x[1::2, 0]).any()     # the unobserved rows are drawn
+
+
+@pytest.mark.parametrize("name", ["pixelcnn", "gated"])
+def test_logits_for_a_row_need_only_the_rows_above(name):
+    """logits_for_row(x, r) runs the network on rows <= r only, and equals row r of the
+    full pass, for every row of a 7 x 6 image."""
+    tg.manual_seed(0)
+    model = as_float64(randomise(
+        PixelCNN((7, 6), channels=6, num_blocks=2, first_kernel_size=5, kernel_size=5,
+                 hidden_output=5) if name == "pixelcnn"
+        else GatedPixelCNN((7, 6), channels=4, num_layers=3, kernel_size=5, hidden_output=5),
+        scale=0.35))
+    x = tg.tensor((np.random.default_rng(0).random((3, 1, 7, 6)) < 0.5).astype(np.float64))
+    full = model(x).numpy()
+    for r in range(7):
+        assert model.logits_for_row(x, r).numpy() == pytest.approx(full[..., r, :], abs=1e-12)
+
+
+def test_one_gated_layer_and_one_residual_block_as_written_in_the_papers():
+    """The composition pinned against the papers' equations, written out with the
+    engine's conv2d: the gated layer (van den Oord et al. 2016b, figure 2 and eq. 2) and
+    the PixelCNN's residual block and output head (van den Oord et al. 2016, figure 5)."""
+    from tinygen.models.autoregressive.gated_pixelcnn import GatedLayer
+    from tinygen.models.autoregressive.pixelcnn import ResidualBlock
+    rng = np.random.default_rng(0)
+    conv = tg.conv2d
+
+    def sig(a):
+        return 1 / (1 + np.exp(-a))
+
+    layer = as_float64(randomise(GatedLayer(3, 3, kernel_size=3), scale=0.5))
+    v, h = (tg.tensor(rng.normal(size=(2, 3, 5, 5))) for _ in range(2))
+    v_new, h_new = layer(v, h)
+    W = {name: (m.weight, m.bias) for name, m in layer.named_children()}
+    v_pre = conv(tg.pad(v, ((0, 0), (0, 0), (1, 0), (1, 1))), *W["vertical"]).numpy()
+    h_pre = conv(tg.pad(h, ((0, 0), (0, 0), (0, 0), (1, 0))), *W["horizontal"]).numpy()
+    shifted = np.concatenate([np.zeros_like(v_pre[:, :, :1]), v_pre[:, :, :-1]], axis=2)
+    h_pre = h_pre + conv(tg.tensor(shifted), *W["vertical_to_horizontal"]).numpy()
+    gate = lambda a: np.tanh(a[:, :3]) * sig(a[:, 3:])       # eq. (2)
+    expected_h = h.numpy() + conv(tg.tensor(gate(h_pre)), *W["horizontal_out"]).numpy()
+    assert v_new.numpy() == pytest.approx(gate(v_pre), abs=1e-12)
+    assert h_new.numpy() == pytest.approx(expected_h, abs=1e-12)
+
+    block = as_float64(randomise(ResidualBlock(4), scale=0.5))
+    x = tg.tensor(rng.normal(size=(2, 4, 5, 5)))
+    relu = lambda a: np.maximum(a, 0)
+    y = conv(tg.tensor(relu(x.numpy())), block.reduce.weight, block.reduce.bias).numpy()
+    m = block.masked
+    y = conv(tg.tensor(relu(y)), m.weight * m.mask, m.bias, padding=1).numpy()
+    y = conv(tg.tensor(relu(y)), block.expand.weight, block.expand.bias).numpy()
+    assert block(x).numpy() == pytest.approx(x.numpy() + y, abs=1e-12)
+
+    net = as_float64(randomise(PixelCNN(5, channels=4, num_blocks=0, first_kernel_size=3,
+                                        hidden_output=3), scale=0.5))
+    img = tg.tensor((rng.random((2, 1, 5, 5)) < 0.5).astype(np.float64))
+    c = net.input_conv
+    y = conv(img * 2.0 - 1.0, c.weight * c.mask, c.bias, padding=1).numpy()
+    y = conv(tg.tensor(relu(y)), net.output_hidden.weight, net.output_hidden.bias).numpy()
+    y = conv(tg.tensor(relu(y)), net.output.weight, net.output.bias).numpy()
+    assert net(img).numpy() == pytest.approx(y, abs=1e-12)
+
+
+def test_sample_checks_what_it_is_given():
+    model = PixelCNN(3, channels=4, num_blocks=1, first_kernel_size=3)
+    top = np.zeros((2, 1, 3, 3), dtype=bool)
+    top[..., 0, :] = True
+    with pytest.raises(ValueError, match="must be 0 or 1"):
+        model.sample(2, x=tg.full((2, 1, 3, 3), 0.5), observed=top)
+    with pytest.raises(ValueError, match="boolean"):
+        model.sample(2, x=tg.zeros(2, 1, 3, 3), observed=top.astype(float))
+    with pytest.raises(ValueError, match="does not broadcast"):
+        model.sample(2, x=tg.zeros(2, 1, 3, 3), observed=np.ones((3, 3, 2), dtype=bool))
+    with pytest.raises(ValueError, match="together"):
+        model.sample(2, observed=top)
+    codes = PixelCNN(3, channels=4, num_blocks=1, first_kernel_size=3, num_classes=3)
+    with pytest.raises(ValueError, match="integers"):
+        codes.sample(2, x=tg.zeros(2, 3, 3), observed=np.ones((3, 3), dtype=bool))
+    with pytest.raises(ValueError, match="first_kernel_size must be at least 3"):
+        PixelCNN(3, first_kernel_size=1)
+    with pytest.raises(ValueError, match="first_kernel_size must be odd"):
+        PixelCNN(3, first_kernel_size=4)
+    with pytest.raises(ValueError, match="image_size"):
+        GatedPixelCNN((4,))
+    with pytest.raises(TypeError, match="cumsum: axis"):
+        tg.cumsum(tg.zeros(3), None)

@@ -287,8 +287,11 @@ def cumsum(x, axis, reverse=False):
 
     Raises:
         ValueError: axis out of range for x, or x is a scalar.
+        TypeError: axis is not an int.
     """
     x = as_tensor(x)
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"cumsum: axis must be an int, got {axis!r}")
     if x.ndim == 0:
         raise ValueError("cumsum: needs a tensor with at least one axis, got a scalar")
     (axis,) = normalize_axis(int(axis), x.ndim, "cumsum")

@@ -29,7 +29,7 @@ import os
 import numpy as np
 from tqdm import tqdm
 
-from ... import data, no_grad, tensor
+from ... import backend, data, no_grad, tensor
 from ...metrics import bits_per_dim
 from ...models.flows.made import MADE, ORDERINGS
 from ...random import generator
@@ -63,7 +63,8 @@ class MADEExperiment(Experiment):
         # the output biases start at the pixels' log-odds: the first steps then fit
         # structure, not the marginals (a resumed run loads its own)
         p = self.images("train")[0].reshape(-1, 784).mean(axis=0).clip(1e-3, 1 - 1e-3)
-        self.model.layers[-1].bias.data[...] = np.log(p / (1 - p)).astype(np.float32)
+        self.model.layers[-1].bias.data[...] = backend.to_device(
+            np.log(p / (1 - p)).astype(np.float32), self.device)
         return super().train_loader()
 
     def training_step(self, x):

@@ -24,23 +24,21 @@ channels within a pixel, van den Oord et al.'s R, G, B masks, is not built), p(x
 l_i per pixel; categorical for K-valued variables (VQ-VAE codes), p(x_i = k | x_{<i}) =
 softmax(l_i)_k, K logits per variable.
 
-Symbols and code (images of shape (C, H, W) = ``event_shape``, x: (N, C, H, W)):
+Symbols and code (binary images: ``event_shape`` (1, H, W), x (N, 1, H, W); K-valued
+grids: ``event_shape`` (H, W), x (N, H, W) of integers):
 
     symbol                         code                                    shape
-    l, the conditionals' logits    model(x)                                (N, C, H, W) binary
-                                                                           (N, K, H, W) K-valued
-    log p(x), eq. (1)              model.log_prob(x)                       (N,), nats
-    x ~ p(x)                       model.sample(n)                         (n, C, H, W)
-    completion                     model.sample(n, x=x, observed=mask)     (n, C, H, W)
-
-K-valued variables take a single channel: x (N, H, W) of integers in [0, K), the logits
-(N, K, H, W).
+    l, the logits                  model(x)                      (N, 1, H, W) binary,
+                                                                 (N, K, H, W) K-valued
+    log p(x), eq. (1)              model.log_prob(x)             (N,), nats
+    x ~ p(x)                       model.sample(n)               (n, 1, H, W) or (n, H, W)
+    completion                     model.sample(n, x, observed)  the same
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ... import backend, nn, no_grad, rand, tensor, where, zeros
+from ... import backend, nn, no_grad, rand, tensor, zeros
 from ...autograd import Tensor
 from ...nn import functional as F
 from ...nn.module import _check_size
@@ -61,8 +59,8 @@ class AutoregressiveModel(nn.Module):
 
     # ---- the data
     def check_input(self, x, name: str = "x") -> None:
-        """Raises ValueError unless x is (N, *event_shape) of 0/1 (binary) or of integers
-        in [0, K)."""
+        """Raises ValueError unless x has the shape (N, *event_shape) (the values are
+        checked by ``_check_values``)."""
         if tuple(x.shape[1:]) != tuple(self.event_shape) or x.ndim != len(self.event_shape) + 1:
             raise ValueError(f"{type(self).__name__}: expected {name} of shape (N, "
                              f"{', '.join(map(str, self.event_shape))}), got {tuple(x.shape)}")
@@ -94,6 +92,8 @@ class AutoregressiveModel(nn.Module):
         self.check_input(x)
         if check:
             self._check_values(x)
+        if self.num_classes is None:
+            x = x.astype(self._device_dtype()[1])   # 0/1 given as integers: the model's dtype
         logits = self(x)
         axes = tuple(range(1, x.ndim))
         if self.num_classes is None:
@@ -129,30 +129,22 @@ class AutoregressiveModel(nn.Module):
 
         Raises:
             ValueError: n < 1; x given without observed or the reverse; x not (n,
-                *event_shape).
+                *event_shape), or invalid values at observed positions; observed not
+                boolean or not broadcastable to x.
         """
         n = _check_size(f"{type(self).__name__}.sample", "n", n)
-        if (x is None) != (observed is None):
-            raise ValueError(f"{type(self).__name__}.sample: give x and observed together")
         device, dtype = self._device_dtype()
         shape = (n,) + tuple(self.event_shape)
         with no_grad():
             if x is None:
+                if observed is not None:
+                    raise ValueError(f"{type(self).__name__}.sample: give x and observed "
+                                     f"together")
+                keep = None
                 cur = zeros(*shape, dtype=dtype if self.num_classes is None else np.int64,
                             device=device)
-                keep = None
             else:
-                cur = x if isinstance(x, Tensor) else tensor(x, device=device)
-                if tuple(cur.shape) != shape:
-                    raise ValueError(f"{type(self).__name__}.sample: x has shape "
-                                     f"{tuple(cur.shape)}, expected {shape}")
-                keep = np.broadcast_to(np.asarray(backend.to_device(
-                    observed.data if isinstance(observed, Tensor) else observed, "cpu"),
-                    dtype=bool), shape)
-                if self.num_classes is None:
-                    cur = cur.astype(dtype)
-                cur = where(tensor(keep, device=device), cur, zeros(*shape, dtype=cur.dtype,
-                                                                   device=device))
+                cur, keep = self._observed(x, observed, shape, device, dtype)
             H, W = self.event_shape[-2:]
             for r in range(H):
                 for c in range(W):
@@ -161,6 +153,30 @@ class AutoregressiveModel(nn.Module):
                     logits = self.logits_for_row(cur, r)[..., c]      # (n, C) or (n, K)
                     cur = self._put(cur, self._draw(logits, device, dtype), r, c, keep)
         return cur
+
+    def _observed(self, x, observed, shape, device, dtype):
+        """The partly observed x on the device, with its unobserved entries zeroed, and
+        ``observed`` as a boolean NumPy array of x's shape (see ``sample``)."""
+        name = f"{type(self).__name__}.sample"
+        if observed is None:
+            raise ValueError(f"{name}: give x and observed together")
+        x = x if isinstance(x, Tensor) else tensor(x)
+        if tuple(x.shape) != shape:
+            raise ValueError(f"{name}: x has shape {tuple(x.shape)}, expected {shape}")
+        keep = np.asarray(backend.to_device(
+            observed.data if isinstance(observed, Tensor) else observed, "cpu"))
+        if keep.dtype != bool:
+            raise ValueError(f"{name}: observed must be a boolean array, got {keep.dtype}")
+        try:
+            keep = np.broadcast_to(keep, shape)
+        except ValueError:
+            raise ValueError(f"{name}: observed of shape {keep.shape} does not broadcast "
+                             f"to x's shape {shape}") from None
+        values = np.asarray(backend.to_device(x.data, "cpu"))
+        self._check_values(values[keep])
+        values = np.where(keep, values, 0).astype(
+            dtype if self.num_classes is None else np.int64)
+        return tensor(values, device=device), keep
 
     def _draw(self, logits, device, dtype):
         """One draw per image from the conditionals whose logits are given: (n, C) -> 0/1
@@ -172,7 +188,7 @@ class AutoregressiveModel(nn.Module):
         p = F.softmax(logits, axis=1).data                     # (n, K)
         xp = backend.get_array_module(p)
         cdf = xp.cumsum(p, axis=1)
-        k = (cdf < u.data[:, None]).sum(axis=1)                # the first k with cdf > u
+        k = (cdf <= u.data[:, None]).sum(axis=1)               # the first k with cdf > u
         return Tensor(xp.minimum(k, self.num_classes - 1).astype(np.int64))
 
     def _put(self, cur, draw, r, c, keep):

@@ -46,12 +46,12 @@ Symbols and code:
 """
 from __future__ import annotations
 
-import numpy as np
 
 from ... import nn, pad
 from ...nn import functional as F
 from ...nn.module import _check_size
 from .base import AutoregressiveModel
+from .pixelcnn import image_hw
 
 
 def down_shift(x):
@@ -125,6 +125,7 @@ class GatedPixelCNN(AutoregressiveModel):
 
     Raises:
         ValueError: a size < 1, an even kernel, num_classes < 2.
+        TypeError: a size is not an integer.
     """
 
     def __init__(self, image_size=28, channels: int = 32, num_layers: int = 12,
@@ -132,11 +133,11 @@ class GatedPixelCNN(AutoregressiveModel):
                  num_classes: int | None = None):
         super().__init__()
         name = type(self).__name__
-        H, W = (image_size, image_size) if isinstance(image_size, (int, np.integer)) \
-            else tuple(image_size)
-        H, W = _check_size(name, "image height", H), _check_size(name, "image width", W)
+        H, W = image_hw(name, image_size)
         channels = _check_size(name, "channels", channels)
         num_layers = _check_size(name, "num_layers", num_layers)
+        if _check_size(name, "kernel_size", kernel_size) % 2 == 0:
+            raise ValueError(f"{name}: kernel_size must be odd, got {kernel_size}")
         if num_classes is not None and num_classes < 2:
             raise ValueError(f"{name}: num_classes must be None (binary) or >= 2, got "
                              f"{num_classes}")

@@ -33,12 +33,11 @@ Symbols and code (x: (N, 1, H, W) binary images, flattened in raster order to (N
 """
 from __future__ import annotations
 
-import numpy as np
 
-from ... import backend, cat, no_grad, rand, randn, stack, tensor, where, zeros
-from ...autograd import Tensor
+from ... import cat, no_grad, rand, randn, stack, tensor, where, zeros
 from ...nn.module import Parameter, _check_size
 from .base import AutoregressiveModel
+from .pixelcnn import image_hw
 
 
 class NADE(AutoregressiveModel):
@@ -58,9 +57,7 @@ class NADE(AutoregressiveModel):
     def __init__(self, image_size=28, hidden: int = 500):
         super().__init__()
         name = type(self).__name__
-        Hi, Wi = (image_size, image_size) if isinstance(image_size, (int, np.integer)) \
-            else tuple(image_size)
-        Hi, Wi = _check_size(name, "image height", Hi), _check_size(name, "image width", Wi)
+        Hi, Wi = image_hw(name, image_size)
         self.event_shape = (1, Hi, Wi)
         self.num_inputs = D = Hi * Wi
         self.hidden = H = _check_size(name, "hidden", hidden)
@@ -94,23 +91,19 @@ class NADE(AutoregressiveModel):
         Returns (n, 1, H, W) of 0.0 and 1.0.
 
         Raises:
-            ValueError: n < 1; x without observed or the reverse; x of the wrong shape.
+            ValueError: as ``AutoregressiveModel.sample``.
         """
         n = _check_size(f"{type(self).__name__}.sample", "n", n)
-        if (x is None) != (observed is None):
-            raise ValueError(f"{type(self).__name__}.sample: give x and observed together")
         shape = (n,) + self.event_shape
         device, dtype = self.W.device, self.W.dtype
         with no_grad():
-            if x is not None:
-                x = x if isinstance(x, Tensor) else tensor(x, device=device)
-                if tuple(x.shape) != shape:
-                    raise ValueError(f"{type(self).__name__}.sample: x has shape "
-                                     f"{tuple(x.shape)}, expected {shape}")
-                x = x.astype(dtype).reshape(n, self.num_inputs)
-                keep = np.broadcast_to(np.asarray(backend.to_device(
-                    observed.data if isinstance(observed, Tensor) else observed, "cpu"),
-                    dtype=bool), shape).reshape(n, self.num_inputs)
+            if x is None:
+                if observed is not None:
+                    raise ValueError(f"{type(self).__name__}.sample: give x and observed "
+                                     f"together")
+            else:
+                x, keep = self._observed(x, observed, shape, device, dtype)
+                x, keep = x.reshape(n, self.num_inputs), keep.reshape(n, self.num_inputs)
             u = rand(n, self.num_inputs, dtype=dtype, device=device)
             a = self.c.reshape(1, self.hidden).broadcast_to((n, self.hidden))   # a_1 = c
             columns = []

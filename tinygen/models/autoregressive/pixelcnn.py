@@ -25,12 +25,15 @@ The network (section 3.5 and figure 5 of the paper):
                              the 1x1 convolutions 2h -> h -> 2h
       -> ReLU -> Conv1x1 (2h -> h_out) -> ReLU -> Conv1x1 (h_out -> 1 or K): the logits.
 
-The blind spot (van den Oord et al. 2016b, section 2.2, figure 1): mask (2) lets (i, j) see
-the features at (i, j - 1) and (i - 1, j + 1), but a feature at (r, s) never sees pixels
-to the right of s in its own row r. So the pixels (i - 1, j + 2), (i - 1, j + 3), ...
-(and, deeper, a growing triangle to the upper right) never reach (i, j), however deep the
-stack: the network ignores part of the context it is allowed to use. The gated PixelCNN
-(gated_pixelcnn.py) removes it; a test shows both.
+The blind spot (van den Oord et al. 2016b, section 2.2, figure 1): a feature at (r, s)
+never sees the pixels to the right of s in its own row r, whatever the depth. Output
+(i, j) sees the row above through the features of row i - 1, which stop at their own
+column, and through the features of row i to its left, which reach one column further
+right per 3 x 3 layer only by looking up a row. So in row i - 1 the pixels from
+j + k1 // 2 + 1 on (k1 the first layer's kernel: from j + 2 with k1 = 3, from j + 4 with
+k1 = 7), and a growing triangle above them, never reach (i, j): the network ignores part
+of the context it is allowed to use. The gated PixelCNN (gated_pixelcnn.py) removes it;
+a test and demos/pixelcnn_mnist.py show both.
 
 Pixels enter as 2 x - 1 in {-1, 1}, so that the zero padding at the border reads as
 "no pixel", not as a black one. K-valued inputs (VQ-VAE codes) enter one-hot.
@@ -55,6 +58,19 @@ from ...nn.module import _check_size
 from .base import AutoregressiveModel
 
 MASK_TYPES = ("A", "B")
+
+
+def image_hw(owner: str, image_size) -> tuple:
+    """(H, W) from one int or a pair, each >= 1; ValueError or TypeError naming
+    ``owner`` otherwise."""
+    if isinstance(image_size, (int, np.integer)) and not isinstance(image_size, bool):
+        image_size = (image_size, image_size)
+    try:
+        H, W = image_size
+    except (TypeError, ValueError):
+        raise ValueError(f"{owner}: image_size must be an int or a pair (H, W), got "
+                         f"{image_size!r}") from None
+    return _check_size(owner, "image height", H), _check_size(owner, "image width", W)
 
 
 def causal_mask(kernel_size: int, mask_type: str) -> np.ndarray:
@@ -139,7 +155,9 @@ class PixelCNN(AutoregressiveModel):
         num_classes: None for binary pixels (one logit each), K >= 2 for K-valued ones.
 
     Raises:
-        ValueError: a size < 1, an even kernel or channels, num_classes < 2.
+        ValueError: a size < 1, an even kernel or channels, a first kernel of 1 (its
+            type-A mask is all zero: the output would ignore the input), num_classes < 2.
+        TypeError: a size is not an integer.
     """
 
     def __init__(self, image_size=28, channels: int = 64, num_blocks: int = 8,
@@ -147,14 +165,20 @@ class PixelCNN(AutoregressiveModel):
                  num_classes: int | None = None):
         super().__init__()
         name = type(self).__name__
-        H, W = (image_size, image_size) if isinstance(image_size, (int, np.integer)) \
-            else tuple(image_size)
-        H, W = _check_size(name, "image height", H), _check_size(name, "image width", W)
+        H, W = image_hw(name, image_size)
         channels = _check_size(name, "channels", channels)
         if channels % 2:
             raise ValueError(f"{name}: channels (2h) must be even, got {channels}")
+        if isinstance(num_blocks, bool) or not isinstance(num_blocks, (int, np.integer)):
+            raise TypeError(f"{name}: num_blocks must be an integer, got {num_blocks!r}")
         if num_blocks < 0:
             raise ValueError(f"{name}: num_blocks must be >= 0, got {num_blocks}")
+        for what, k in (("first_kernel_size", first_kernel_size), ("kernel_size", kernel_size)):
+            if _check_size(name, what, k) % 2 == 0:
+                raise ValueError(f"{name}: {what} must be odd (a centre tap), got {k}")
+        if first_kernel_size < 3:
+            raise ValueError(f"{name}: first_kernel_size must be at least 3 (a 1 x 1 "
+                             f"type-A mask is all zero), got {first_kernel_size}")
         if num_classes is not None and num_classes < 2:
             raise ValueError(f"{name}: num_classes must be None (binary) or >= 2, got "
                              f"{num_classes}")
