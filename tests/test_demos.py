@@ -98,6 +98,8 @@ def test_demo_runs_and_writes_its_pictures(demo, extra, pictures, tmp_path):
       "low_dimensional_support.png"]),
     ("bayesnet_inference.py", ["--quick"], ["sprinkler.png", "asia.png"]),
     ("hmm_casino.py", ["--quick"], ["casino.png"]),
+    ("gmm_toy.py", ["--quick"],
+     ["density.png", "responsibilities.png", "em_vs_gradient.png", "samples.png"]),
 ])
 def test_toy_gan_demo_runs_and_writes_its_pictures(demo, extra, pictures, tmp_path):
     out = tmp_path / "run"

@@ -104,10 +104,9 @@ REGISTRY = {
                             "GatedPixelCNNExperiment", DATASETS,
                             "gated PixelCNN (van den Oord et al. 2016b): vertical and "
                             "horizontal stacks, no blind spot"),
-    "vqvae-prior": Entry("tinygen.experiments.autoregressive.vqvae_prior",
-                         "VQVAEPriorExperiment", DATASETS,
-                         "a PixelCNN prior over a trained VQ-VAE's 7x7 codes (van den Oord et al. "
-                         "2017): sampling codes and decoding them; --vqvae-run"),
+    "gmm": Entry("tinygen.experiments.classic.gmm", "GMMExperiment", TOY_DATASETS + DATASETS,
+                 "Gaussian mixture fitted by EM (images: in a PCA space); --covariance "
+                 "full|diag"),
     "hmm": Entry("tinygen.experiments.classic.hmm", "HMMExperiment", ("casino",),
                  "hidden Markov model learned by Baum-Welch; the occasionally dishonest "
                  "casino (Durbin et al. 1998)"),

@@ -19,15 +19,15 @@ the input is strictly lower-triangular in the ordering; the tests check it). The
   half of an image); otherwise it conditions only on the observed variables before each
   drawn one.
 
-Conditionals: Bernoulli for binary pixels (images of one channel: the ordering of colour
-channels within a pixel, van den Oord et al.'s R, G, B masks, is not built), p(x_i = 1 | x_{<i}) = sigmoid(l_i), one logit
+Conditionals: Bernoulli for binary pixels, p(x_i = 1 | x_{<i}) = sigmoid(l_i), one logit
 l_i per pixel; categorical for K-valued variables (VQ-VAE codes), p(x_i = k | x_{<i}) =
-softmax(l_i)_k, K logits per variable.
+softmax(l_i)_k, K logits per variable. Images have one channel: the ordering of colour
+channels within a pixel (van den Oord et al.'s R, G, B masks) is not built.
 
 Symbols and code (binary images: ``event_shape`` (1, H, W), x (N, 1, H, W); K-valued
 grids: ``event_shape`` (H, W), x (N, H, W) of integers):
 
-    symbol                         code                                    shape
+    symbol                         code                          shape
     l, the logits                  model(x)                      (N, 1, H, W) binary,
                                                                  (N, K, H, W) K-valued
     log p(x), eq. (1)              model.log_prob(x)             (N,), nats
